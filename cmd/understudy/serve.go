@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/rs/zerolog"
+
+	"github.com/understudy-ml/understudy/pkg/httpapi"
+	"github.com/understudy-ml/understudy/pkg/onnx"
+	"github.com/understudy-ml/understudy/pkg/registry"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+// defaultORTLib may be set at build time to the library scripts/fetch-ort.sh
+// cached, so that the binary finds it with no configuration.
+var defaultORTLib = ""
+
+// ortCacheRel is where scripts/fetch-ort.sh caches the library, relative to
+// the repository root.
+const ortCacheRel = ".ort/1.30.0/libonnxruntime.so"
+
+// Config is everything `understudy serve` can be told. Each flag can also be
+// set with the environment variable UNDERSTUDY_<FLAG>, e.g. UNDERSTUDY_ADDR.
+type Config struct {
+	// Addr is the listen address (UNDERSTUDY_ADDR, default 127.0.0.1:8080).
+	Addr string
+	// ModelsDir holds the *.onnx files (UNDERSTUDY_MODELS_DIR, default models).
+	ModelsDir string
+	// Primary is the file stem of the primary model (UNDERSTUDY_PRIMARY).
+	Primary string
+	// DB is the SQLite database file (UNDERSTUDY_DB, default understudy.db).
+	DB string
+	// IntraOpThreads is each session's intra-op pool size (UNDERSTUDY_INTRA_OP_THREADS, default 1).
+	IntraOpThreads int
+	// Device is cpu, cuda or cuda:N (UNDERSTUDY_DEVICE, default cpu).
+	Device string
+	// LogFormat is json or console (UNDERSTUDY_LOG_FORMAT, default json).
+	LogFormat string
+	// LogLevel is debug, info, warn or error (UNDERSTUDY_LOG_LEVEL, default info).
+	LogLevel string
+	// LogPayloads logs request bodies at debug level (UNDERSTUDY_LOG_PAYLOADS, default false).
+	LogPayloads bool
+	// MaxBody caps request bodies (UNDERSTUDY_MAX_BODY, default 16MiB).
+	MaxBody byteSize
+	// ORTLib is the ONNX Runtime shared library (UNDERSTUDY_ORT_LIB).
+	ORTLib string
+	// ShutdownTimeout bounds graceful shutdown (UNDERSTUDY_SHUTDOWN_TIMEOUT, default 30s).
+	ShutdownTimeout time.Duration
+}
+
+// Main is the server as a value that tests can start and stop.
+type Main struct {
+	Config Config
+	Log    zerolog.Logger
+
+	rt       *onnx.Runtime
+	reg      *registry.Registry
+	srv      *http.Server
+	ln       net.Listener
+	serveErr chan error
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	return &Main{
+		Config: Config{
+			Addr:            "127.0.0.1:8080",
+			ModelsDir:       "models",
+			DB:              "understudy.db",
+			IntraOpThreads:  1,
+			Device:          "cpu",
+			LogFormat:       "json",
+			LogLevel:        "info",
+			MaxBody:         16 << 20,
+			ShutdownTimeout: 30 * time.Second,
+		},
+		Log: zerolog.New(os.Stderr).With().Timestamp().Logger(),
+	}
+}
+
+// ParseFlags reads flags, then UNDERSTUDY_* environment variables for flags
+// not given on the command line.
+func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
+	c := &m.Config
+	fs := flag.NewFlagSet("understudy serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
+	fs.StringVar(&c.ModelsDir, "models-dir", c.ModelsDir, "directory of *.onnx model files")
+	fs.StringVar(&c.Primary, "primary", c.Primary, "file stem of the primary model (default: the only model, else the oldest file)")
+	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file")
+	fs.IntVar(&c.IntraOpThreads, "intra-op-threads", c.IntraOpThreads, "intra-op threads per session (1 suits concurrent requests)")
+	fs.StringVar(&c.Device, "device", c.Device, "cpu, cuda or cuda:N")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, or console for humans")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&c.LogPayloads, "log-payloads", c.LogPayloads, "log request bodies at debug level (they may hold personal data)")
+	fs.Var(&c.MaxBody, "max-body", "maximum request body size, e.g. 16MiB or 1048576 (default 16MiB)")
+	fs.StringVar(&c.ORTLib, "ort-lib", c.ORTLib, "ONNX Runtime shared library (default: the copy make fetched)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long graceful shutdown may take")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("UNDERSTUDY")); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	log, err := newLogger(c.LogFormat, c.LogLevel, stderr)
+	if err != nil {
+		return err
+	}
+	m.Log = log
+	return nil
+}
+
+func newLogger(format, level string, w io.Writer) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("--log-format %q: want json or console", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// findORTLib returns the library to load: the flag or UNDERSTUDY_ORT_LIB,
+// else the copy scripts/fetch-ort.sh cached beside the binary's repository or
+// the working directory, else the path baked in at build time.
+func findORTLib(explicit string) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	var tried []string
+	var candidates []string
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			candidates = append(candidates, filepath.Join(filepath.Dir(exe), "..", ortCacheRel))
+		}
+	}
+	candidates = append(candidates, ortCacheRel)
+	if defaultORTLib != "" {
+		candidates = append(candidates, defaultORTLib)
+	}
+	for _, c := range candidates {
+		if _, err := os.Stat(c); err == nil {
+			return filepath.Abs(c)
+		}
+		tried = append(tried, c)
+	}
+	return "", fmt.Errorf("no ONNX Runtime library found (tried %s): run `make` or scripts/fetch-ort.sh, or pass --ort-lib / UNDERSTUDY_ORT_LIB", strings.Join(tried, ", "))
+}
+
+// Run loads the runtime and the models and starts serving. It returns once
+// the server is listening; Close stops it.
+func (m *Main) Run(ctx context.Context) error {
+	c := m.Config
+	dev, err := onnx.ParseDevice(c.Device)
+	if err != nil {
+		return err
+	}
+	lib, err := findORTLib(c.ORTLib)
+	if err != nil {
+		return err
+	}
+	if m.rt, err = onnx.Open(lib); err != nil {
+		return err
+	}
+	m.Log.Info().Str("onnxruntime", m.rt.Version()).Str("library", lib).Str("device", dev.String()).Str("version", Version).Msg("onnx runtime initialised")
+	if err := m.rt.CheckDevice(dev); err != nil {
+		return err
+	}
+	if st, err := os.Stat(c.ModelsDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("models directory %q does not exist; create it or pass --models-dir", c.ModelsDir)
+	}
+	opts := onnx.Options{Device: dev, IntraOpThreads: c.IntraOpThreads}
+	m.reg = registry.New(c.ModelsDir, func(data []byte) (*understudy.LoadedModel, error) {
+		return m.rt.Load(data, opts)
+	}, m.Log)
+	if err := m.reg.LoadDir(c.Primary); err != nil {
+		return err
+	}
+
+	api := &httpapi.Server{
+		Models:      m.reg,
+		Log:         m.Log,
+		MaxBody:     int64(c.MaxBody),
+		LogPayloads: c.LogPayloads,
+		Ready:       m.reg.Ready,
+	}
+	m.ln, err = net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Addr, err)
+	}
+	m.srv = &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	m.serveErr = make(chan error, 1)
+	go func() { m.serveErr <- m.srv.Serve(m.ln) }()
+	m.Log.Info().Str("addr", m.ln.Addr().String()).Str("url", m.URL()).Msg("listening")
+	return nil
+}
+
+// URL returns the base URL of the running server.
+func (m *Main) URL() string {
+	if m.ln == nil {
+		return ""
+	}
+	return "http://" + m.ln.Addr().String()
+}
+
+// Close shuts down in order: in-flight requests finish, then sessions are
+// destroyed, then the ONNX Runtime environment.
+func (m *Main) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if m.srv != nil {
+		if err := m.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		if err := <-m.serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		m.srv = nil
+	}
+	if m.reg != nil {
+		if err := m.reg.Close(ctx); err != nil {
+			errs = append(errs, err)
+			// Destroying the environment under a live session would crash.
+			m.rt = nil
+		}
+		m.reg = nil
+	}
+	if m.rt != nil {
+		if err := m.rt.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("destroy onnx runtime: %w", err))
+		}
+		m.rt = nil
+	}
+	if len(errs) == 0 {
+		m.Log.Info().Msg("shut down cleanly")
+	}
+	return errors.Join(errs...)
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("understudy version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	lib := fs.String("ort-lib", "", "ONNX Runtime shared library (UNDERSTUDY_ORT_LIB)")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("UNDERSTUDY")); err != nil {
+		return err
+	}
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v = "dev-" + s.Value[:12]
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "understudy %s\n", v)
+	path, err := findORTLib(*lib)
+	if err != nil {
+		return err
+	}
+	rt, err := onnx.Open(path)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	fmt.Fprintf(stdout, "onnxruntime %s (%s)\n", rt.Version(), path)
+	return nil
+}
+
+// byteSize is a flag value that reads sizes like 16MiB, 512KB or 1048576.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("want a positive size like 16MiB, got %q", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}

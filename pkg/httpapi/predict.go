@@ -1,0 +1,219 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+type predictRequest struct {
+	ID     string                     `json:"id"`
+	Inputs map[string]json.RawMessage `json:"inputs"`
+	Input  json.RawMessage            `json:"input"`
+}
+
+func contextWithID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey, id)
+}
+
+// readBody reads the whole body, mapping an oversize body to ETOOLARGE.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	max := s.MaxBody
+	if max <= 0 {
+		max = 16 << 20
+	}
+	if r.ContentLength > max {
+		return nil, understudy.Errorf(understudy.ETOOLARGE, "request body is %d bytes, over the limit of %d bytes (--max-body)", r.ContentLength, max)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, understudy.Errorf(understudy.ETOOLARGE, "request body is over the limit of %d bytes (--max-body)", max)
+		}
+		return nil, understudy.Errorf(understudy.EINVALID, "could not read the request body: %v", err)
+	}
+	return body, nil
+}
+
+// decodeJSON decodes body into v, refusing unknown fields so that typos are
+// reported instead of silently ignored.
+func decodeJSON(body []byte, v any, want string) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return understudy.Errorf(understudy.EINVALID, "request body is empty; want %s", want)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return understudy.Errorf(understudy.EINVALID, "malformed JSON at byte %d: %s; want %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "), want)
+		case errors.As(err, &te):
+			return understudy.Errorf(understudy.EINVALID, "field %q must be %s, got JSON %s; want %s", te.Field, te.Type, te.Value, want)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return understudy.Errorf(understudy.EINVALID, "malformed JSON: unexpected end of body; want %s", want)
+		}
+		return understudy.Errorf(understudy.EINVALID, "malformed JSON: %s; want %s", strings.TrimPrefix(err.Error(), "json: "), want)
+	}
+	if dec.More() {
+		return understudy.Errorf(understudy.EINVALID, "malformed JSON: more than one value in the body; want %s", want)
+	}
+	return nil
+}
+
+const predictShape = `{"inputs": {"<input name>": <nested array>}, "id": "<optional>"}`
+
+// decodeInputs turns the request's inputs into tensors checked against sig.
+func decodeInputs(req *predictRequest, sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
+	expected := describeInputs(sig)
+	raw := req.Inputs
+	switch {
+	case req.Input != nil && raw != nil:
+		return nil, understudy.Errorf(understudy.EINVALID, `give either "input" or "inputs", not both`)
+	case req.Input != nil:
+		if len(sig.Inputs) != 1 {
+			return nil, understudy.Errorf(understudy.EINVALID, `"input" works only for models with one input; this model has %d: %s; use {"inputs": {...}}`, len(sig.Inputs), expected)
+		}
+		raw = map[string]json.RawMessage{sig.Inputs[0].Name: req.Input}
+	case raw == nil:
+		return nil, understudy.Errorf(understudy.EINVALID, `no "inputs" in the request; want %s with inputs %s`, predictShape, expected)
+	}
+	for name := range raw {
+		if _, ok := sig.Input(name); !ok {
+			return nil, understudy.Errorf(understudy.EINVALID, "unknown input %q; the model's inputs are %s", name, expected)
+		}
+	}
+	out := make(map[string]*understudy.Tensor, len(sig.Inputs))
+	var missing []string
+	for _, in := range sig.Inputs {
+		v, ok := raw[in.Name]
+		if !ok {
+			missing = append(missing, strconv.Quote(in.Name))
+			continue
+		}
+		t, err := understudy.DecodeTensor(v, in)
+		if err != nil {
+			return nil, err
+		}
+		out[in.Name] = t
+	}
+	if len(missing) > 0 {
+		return nil, understudy.Errorf(understudy.EINVALID, "missing input %s; the model's inputs are %s", strings.Join(missing, ", "), expected)
+	}
+	return out, nil
+}
+
+func describeInputs(sig *understudy.Signature) string {
+	parts := make([]string, len(sig.Inputs))
+	for i, in := range sig.Inputs {
+		parts[i] = fmt.Sprintf("%q (%v %s)", in.Name, in.DType, understudy.FormatShape(in.Dims))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	received := s.Now()
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var req predictRequest
+	if err := decodeJSON(body, &req, predictShape); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	id := RequestID(r)
+	if req.ID != "" {
+		if len(req.ID) > 128 {
+			s.error(w, r, understudy.Errorf(understudy.EINVALID, `"id" is %d characters; at most 128 are allowed`, len(req.ID)))
+			return
+		}
+		id = req.ID
+		w.Header().Set("X-Request-Id", id)
+	}
+	if s.LogPayloads {
+		s.Log.Debug().Str("request_id", id).RawJSON("body", body).Msg("predict payload")
+	}
+	m, release, ok := s.Models.AcquirePrimary()
+	if !ok {
+		s.error(w, r, understudy.Errorf(understudy.EUNAVAILABLE, "no primary model is loaded; add a .onnx file to the models directory or check GET /models for load errors"))
+		return
+	}
+	defer release()
+	inputs, err := decodeInputs(&req, &m.Signature)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	start := time.Now()
+	outputs, err := m.Runner.Run(r.Context(), inputs)
+	latency := time.Since(start)
+	if err != nil {
+		if r.Context().Err() != nil {
+			// The client is gone; nobody reads the answer.
+			s.Log.Info().Str("request_id", id).Err(err).Msg("client went away during the run")
+			return
+		}
+		s.error(w, r, err)
+		s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Inputs: inputs, Latency: latency, Status: "error", Error: understudy.ErrorMessage(err), BodySize: len(body)})
+		return
+	}
+	buf := make([]byte, 0, 256)
+	buf = append(buf, `{"id":`...)
+	buf = appendJSONString(buf, id)
+	buf = append(buf, `,"model":{"name":`...)
+	buf = appendJSONString(buf, m.Name)
+	buf = append(buf, `,"version":`...)
+	buf = appendJSONString(buf, m.Version)
+	buf = append(buf, `},"outputs":{`...)
+	names := make([]string, 0, len(outputs))
+	for _, o := range m.Signature.Outputs {
+		names = append(names, o.Name)
+	}
+	if len(names) != len(outputs) {
+		names = names[:0]
+		for n := range outputs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+	}
+	for i, n := range names {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSONString(buf, n)
+		buf = append(buf, ':')
+		buf = understudy.AppendJSON(buf, outputs[n])
+	}
+	buf = append(buf, `},"latency_us":`...)
+	buf = strconv.AppendInt(buf, latency.Microseconds(), 10)
+	buf = append(buf, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	_, _ = w.Write(buf)
+	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Inputs: inputs, Outputs: outputs, Latency: latency, Status: "ok", BodySize: len(body)})
+}
+
+func (s *Server) notify(p *understudy.Prediction) {
+	if s.OnPredict != nil {
+		s.OnPredict(p)
+	}
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}

@@ -1,0 +1,204 @@
+// Package httpapi serves Understudy over HTTP with chi: prediction, model
+// listing, health and, later, the report. It knows the domain types only.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// statusOf is the one table from error codes to HTTP statuses.
+var statusOf = map[string]int{
+	understudy.EINVALID:      http.StatusBadRequest,
+	understudy.EUNAUTHORIZED: http.StatusUnauthorized,
+	understudy.EFORBIDDEN:    http.StatusForbidden,
+	understudy.ENOTFOUND:     http.StatusNotFound,
+	understudy.ECONFLICT:     http.StatusConflict,
+	understudy.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	understudy.EMODEL:        http.StatusUnprocessableEntity,
+	understudy.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	understudy.ETIMEOUT:      http.StatusGatewayTimeout,
+	understudy.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	Models understudy.Models
+	Log    zerolog.Logger
+	// MaxBody caps request bodies, in bytes.
+	MaxBody int64
+	// LogPayloads adds request bodies to debug logs; off by default because
+	// inputs may be personal data.
+	LogPayloads bool
+	// Ready reports whether a primary is loaded and warm.
+	Ready func() bool
+	// OnPredict, if set, receives every primary prediction after the
+	// response has been written. It must not block.
+	OnPredict func(*understudy.Prediction)
+	// Now is the clock, replaceable in tests.
+	Now func() time.Time
+	// Extra mounts more routes (metrics, report) without this package
+	// knowing them.
+	Extra func(r chi.Router)
+}
+
+// Handler returns the router with all middleware and routes.
+func (s *Server) Handler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	r := chi.NewRouter()
+	r.Use(s.requestID, s.accessLog, s.recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.error(w, r, understudy.Errorf(understudy.ENOTFOUND, "no route for %s %s; see GET /models, POST /predict, GET /healthz, GET /readyz", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		writeJSON(w, map[string]any{"error": "method " + r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + w.Header().Get("Allow"), "code": "method_not_allowed", "request_id": RequestID(r)})
+	})
+	r.Post("/predict", s.handlePredict)
+	r.Get("/models", s.handleModels)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]string{"status": "alive"})
+	})
+	r.Get("/readyz", s.handleReady)
+	if s.Extra != nil {
+		s.Extra(r)
+	}
+	return r
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// RequestID returns the id given to this request: the client's
+// X-Request-Id, or a generated UUIDv7.
+func RequestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey).(string)
+	return id
+}
+
+// NewID returns a new time-ordered request id.
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 {
+			id = NewID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := r.Context()
+		r = r.WithContext(contextWithID(ctx, id))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		ev := s.Log.Info()
+		if status >= 500 {
+			ev = s.Log.Error()
+		}
+		// The handler may replace the id with the one in the request body.
+		ev.Str("request_id", ww.Header().Get("X-Request-Id")).
+			Str("method", r.Method).Str("path", r.URL.Path).
+			Int("status", status).Int("bytes", ww.BytesWritten()).
+			Int64("in_bytes", r.ContentLength).
+			Dur("latency", time.Since(start)).Str("remote", r.RemoteAddr).
+			Msg("request")
+	})
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.Log.Error().Str("request_id", RequestID(r)).Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handler panicked")
+				s.error(w, r, errors.New("panic"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// error writes err as JSON with the status from the table. Internal errors
+// are logged and replaced by a generic message.
+func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
+	code := understudy.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	id := w.Header().Get("X-Request-Id")
+	if code == understudy.EINTERNAL {
+		s.Log.Error().Str("request_id", id).Err(err).Str("path", r.URL.Path).Msg("internal error")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	writeJSON(w, map[string]string{"error": understudy.ErrorMessage(err), "code": code, "request_id": id})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
+	models := s.Models.List()
+	type model struct {
+		understudy.ModelInfo
+		LoadMS   float64 `json:"load_ms"`
+		WarmupMS float64 `json:"warmup_ms"`
+	}
+	out := make([]model, len(models))
+	for i, m := range models {
+		out[i] = model{m, ms(m.LoadTime), ms(m.WarmTime)}
+	}
+	writeJSON(w, map[string]any{"models": out})
+}
+
+func ms(d time.Duration) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64), 64)
+	return v
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if s.Ready != nil && s.Ready() {
+		writeJSON(w, map[string]string{"status": "ready"})
+		return
+	}
+	s.error(w, r, understudy.Errorf(understudy.EUNAVAILABLE, "no primary model is loaded; add a .onnx file to the models directory"))
+}

@@ -1,0 +1,639 @@
+// Package onnx runs models with ONNX Runtime. It is the only package that
+// imports onnxruntime_go and so the only one that sees cgo.
+package onnx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// The environment is process-wide in ONNX Runtime, so it is created once and
+// shared by every Runtime value.
+var (
+	envMu   sync.Mutex
+	envRefs int
+)
+
+// Runtime is an initialised ONNX Runtime environment.
+type Runtime struct {
+	libPath string
+	closed  bool
+}
+
+// Open loads the shared library at libPath and initialises the environment.
+func Open(libPath string) (*Runtime, error) {
+	envMu.Lock()
+	defer envMu.Unlock()
+	if envRefs == 0 {
+		if _, err := os.Stat(libPath); err != nil {
+			return nil, fmt.Errorf("onnx runtime library %s: %w (run scripts/fetch-ort.sh, or pass --ort-lib / UNDERSTUDY_ORT_LIB)", libPath, err)
+		}
+		ort.SetSharedLibraryPath(libPath)
+		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+			return nil, fmt.Errorf("initialise onnx runtime from %s: %w", libPath, err)
+		}
+	}
+	envRefs++
+	return &Runtime{libPath: libPath}, nil
+}
+
+// Version returns the version string of the loaded ONNX Runtime library.
+func (r *Runtime) Version() string { return ort.GetVersion() }
+
+// LibraryPath returns the path the library was loaded from.
+func (r *Runtime) LibraryPath() string { return r.libPath }
+
+// Close destroys the environment once the last Runtime is closed. Every
+// session must be closed before.
+func (r *Runtime) Close() error {
+	envMu.Lock()
+	defer envMu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	envRefs--
+	if envRefs == 0 {
+		return ort.DestroyEnvironment()
+	}
+	return nil
+}
+
+// Device says where sessions run.
+type Device struct {
+	CUDA bool
+	ID   int
+}
+
+// ParseDevice reads "cpu", "cuda" or "cuda:N".
+func ParseDevice(s string) (Device, error) {
+	switch {
+	case s == "" || s == "cpu":
+		return Device{}, nil
+	case s == "cuda":
+		return Device{CUDA: true}, nil
+	case strings.HasPrefix(s, "cuda:"):
+		id, err := strconv.Atoi(s[5:])
+		if err != nil || id < 0 {
+			return Device{}, fmt.Errorf("device %q: want cpu, cuda or cuda:N with N a GPU index", s)
+		}
+		return Device{CUDA: true, ID: id}, nil
+	}
+	return Device{}, fmt.Errorf("device %q: want cpu, cuda or cuda:N", s)
+}
+
+// String returns the device in the form ParseDevice reads.
+func (d Device) String() string {
+	if d.CUDA {
+		return fmt.Sprintf("cuda:%d", d.ID)
+	}
+	return "cpu"
+}
+
+// Options configure how a model's session is created.
+type Options struct {
+	Device Device
+	// IntraOpThreads is the size of each session's intra-op thread pool.
+	// One thread per run suits request-level parallelism best, and keeps a
+	// shadow run on the (lower-priority) thread that called it.
+	IntraOpThreads int
+}
+
+// ErrCUDAUnavailable is returned when CUDA was asked for but cannot be used.
+var ErrCUDAUnavailable = errors.New("the CUDA execution provider is not available")
+
+func (r *Runtime) sessionOptions(o Options) (*ort.SessionOptions, error) {
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("create session options: %w", err)
+	}
+	threads := o.IntraOpThreads
+	if threads <= 0 {
+		threads = 1
+	}
+	err = errors.Join(
+		so.SetIntraOpNumThreads(threads),
+		so.SetInterOpNumThreads(1),
+		// Spinning threads burn the cores that concurrent requests and
+		// shadows need.
+		so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"),
+		so.AddSessionConfigEntry("session.inter_op.allow_spinning", "0"),
+	)
+	if err == nil && o.Device.CUDA {
+		err = appendCUDA(so, o.Device, r.libPath)
+	}
+	if err != nil {
+		so.Destroy()
+		return nil, err
+	}
+	return so, nil
+}
+
+func appendCUDA(so *ort.SessionOptions, d Device, lib string) error {
+	cudaOpts, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return cudaError(d, lib, err)
+	}
+	defer cudaOpts.Destroy()
+	if err := cudaOpts.Update(map[string]string{"device_id": strconv.Itoa(d.ID)}); err != nil {
+		return cudaError(d, lib, err)
+	}
+	if err := so.AppendExecutionProviderCUDA(cudaOpts); err != nil {
+		return cudaError(d, lib, err)
+	}
+	return nil
+}
+
+func cudaError(d Device, lib string, cause error) error {
+	return fmt.Errorf("device %s: %w: %v. The ONNX Runtime library %s must be a GPU build "+
+		"with libonnxruntime_providers_cuda.so beside it, and CUDA 12 and cuDNN 9 must be on the "+
+		"library path (LD_LIBRARY_PATH). To run on CPU instead, use --device cpu", d, ErrCUDAUnavailable, cause, lib)
+}
+
+// CheckDevice fails early, before any model is loaded, when the device cannot
+// be used.
+func (r *Runtime) CheckDevice(d Device) error {
+	so, err := r.sessionOptions(Options{Device: d})
+	if err != nil {
+		return err
+	}
+	return so.Destroy()
+}
+
+// Load creates a session for the model in data, reads its signature and
+// metadata, and warms it up with one run.
+func (r *Runtime) Load(data []byte, o Options) (*understudy.LoadedModel, error) {
+	if len(data) == 0 {
+		return nil, errors.New("the file is empty")
+	}
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(data)
+	if err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	sig, err := signature(ins, outs)
+	if err != nil {
+		return nil, err
+	}
+	so, err := r.sessionOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data, sig.InputNames(), outputNames(sig), so)
+	if err != nil {
+		return nil, fmt.Errorf("create session: %w", err)
+	}
+	meta, err := metadata(sess)
+	if err != nil {
+		sess.Destroy()
+		return nil, err
+	}
+	return &understudy.LoadedModel{
+		Runner:    &Session{sess: sess, sig: sig},
+		Signature: sig,
+		Metadata:  meta,
+	}, nil
+}
+
+func outputNames(sig understudy.Signature) []string {
+	names := make([]string, len(sig.Outputs))
+	for i, o := range sig.Outputs {
+		names[i] = o.Name
+	}
+	return names
+}
+
+func signature(ins, outs []ort.InputOutputInfo) (understudy.Signature, error) {
+	var sig understudy.Signature
+	conv := func(kind string, io ort.InputOutputInfo) (understudy.TensorInfo, error) {
+		switch io.OrtValueType {
+		case ort.ONNXTypeTensor:
+		case ort.ONNXTypeSequence, ort.ONNXTypeMap:
+			return understudy.TensorInfo{}, fmt.Errorf("%s %q is a %s, not a tensor. Understudy serves tensor inputs and outputs only; "+
+				"for scikit-learn classifiers, export without ZipMap (skl2onnx: options={'zipmap': False}) so that probabilities are a tensor",
+				kind, io.Name, strings.ToLower(io.OrtValueType.String()))
+		default:
+			return understudy.TensorInfo{}, fmt.Errorf("%s %q has ONNX type %v, which Understudy cannot serve", kind, io.Name, io.OrtValueType)
+		}
+		dt := understudy.DType(io.DataType)
+		if !dt.Supported() {
+			return understudy.TensorInfo{}, fmt.Errorf("%s %q has element type %v, which Understudy cannot convert to JSON "+
+				"(supported: float16/32/64, int8-64, uint8-64, bool, string)", kind, io.Name, io.DataType)
+		}
+		dims := make([]int64, len(io.Dimensions))
+		for i, d := range io.Dimensions {
+			if d < 0 {
+				d = -1
+			}
+			dims[i] = d
+		}
+		return understudy.TensorInfo{Name: io.Name, DType: dt, Dims: dims}, nil
+	}
+	for _, in := range ins {
+		ti, err := conv("input", in)
+		if err != nil {
+			return sig, err
+		}
+		sig.Inputs = append(sig.Inputs, ti)
+	}
+	for _, out := range outs {
+		ti, err := conv("output", out)
+		if err != nil {
+			return sig, err
+		}
+		if ti.DType == understudy.Float16 {
+			for i, d := range ti.Dims {
+				if d < 0 && i > 0 {
+					return sig, fmt.Errorf("output %q is float16 with a dynamic dimension %d: only the batch dimension (0) of a float16 output may be dynamic", ti.Name, i)
+				}
+			}
+		}
+		if ti.DType == understudy.String && len(ti.Dims) == 0 {
+			return sig, fmt.Errorf("output %q is a rank-0 string, which Understudy cannot read back", ti.Name)
+		}
+		sig.Outputs = append(sig.Outputs, ti)
+	}
+	if len(sig.Inputs) == 0 || len(sig.Outputs) == 0 {
+		return sig, errors.New("the model has no inputs or no outputs")
+	}
+	return sig, nil
+}
+
+func metadata(sess *ort.DynamicAdvancedSession) (understudy.Metadata, error) {
+	var md understudy.Metadata
+	m, err := sess.GetModelMetadata()
+	if err != nil {
+		return md, fmt.Errorf("read metadata: %w", err)
+	}
+	defer m.Destroy()
+	var errs []error
+	get := func(f func() (string, error)) string {
+		s, err := f()
+		errs = append(errs, err)
+		return s
+	}
+	md.Producer = get(m.GetProducerName)
+	md.GraphName = get(m.GetGraphName)
+	md.Domain = get(m.GetDomain)
+	md.Description = get(m.GetDescription)
+	v, err := m.GetVersion()
+	errs = append(errs, err)
+	md.Version = v
+	keys, err := m.GetCustomMetadataMapKeys()
+	errs = append(errs, err)
+	for _, k := range keys {
+		val, _, err := m.LookupCustomMetadataMap(k)
+		errs = append(errs, err)
+		if md.Custom == nil {
+			md.Custom = map[string]string{}
+		}
+		md.Custom[k] = val
+	}
+	if err := errors.Join(errs...); err != nil {
+		return md, fmt.Errorf("read metadata: %w", err)
+	}
+	return md, nil
+}
+
+// Session is a loaded model. One session serves every goroutine: ONNX
+// Runtime's Run is safe for concurrent use.
+type Session struct {
+	sess *ort.DynamicAdvancedSession
+	sig  understudy.Signature
+	mu   sync.Mutex
+	done bool
+}
+
+// Close releases the session. Runs must have finished.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil
+	}
+	s.done = true
+	return s.sess.Destroy()
+}
+
+// Run runs the model on inputs, which must match the signature (the caller
+// validates shapes and types). When ctx is done the run is terminated through
+// RunOptions, and the error wraps ctx.Err().
+func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor) (_ map[string]*understudy.Tensor, err error) {
+	ins := make([]ort.Value, len(s.sig.Inputs))
+	outs := make([]ort.Value, len(s.sig.Outputs))
+	defer func() {
+		// Every value is destroyed on every path, the error paths included.
+		for _, v := range ins {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+		for _, v := range outs {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	var batch int64 = -1
+	for i, info := range s.sig.Inputs {
+		t, ok := inputs[info.Name]
+		if !ok {
+			return nil, understudy.Errorf(understudy.EINVALID, "missing input %q", info.Name)
+		}
+		if t.DType != info.DType {
+			return nil, understudy.Errorf(understudy.EINVALID, "input %q is %v, want %v", info.Name, t.DType, info.DType)
+		}
+		if ins[i], err = toValue(t); err != nil {
+			return nil, fmt.Errorf("input %q: %w", info.Name, err)
+		}
+		if batch < 0 && len(t.Shape) > 0 {
+			batch = t.Shape[0]
+		}
+	}
+	// The binding cannot allocate rank-0 or float16 outputs itself, so
+	// those are allocated here; the rest are left nil for ORT to size.
+	for i, info := range s.sig.Outputs {
+		if outs[i], err = preallocate(info, batch); err != nil {
+			return nil, fmt.Errorf("output %q: %w", info.Name, err)
+		}
+	}
+
+	var ro *ort.RunOptions
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("run not started: %w", err)
+		}
+		if ro, err = ort.NewRunOptions(); err != nil {
+			return nil, fmt.Errorf("create run options: %w", err)
+		}
+		defer ro.Destroy()
+		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
+		defer stop()
+	}
+	runErr := s.sess.RunWithOptions(ins, outs, ro)
+	runtime.KeepAlive(inputs)
+	if runErr != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("run terminated: %w", ctxErr)
+		}
+		return nil, understudy.Errorf(understudy.EMODEL, "the model failed on this input: %s", trimORT(runErr))
+	}
+	result := make(map[string]*understudy.Tensor, len(outs))
+	for i, info := range s.sig.Outputs {
+		t, err := fromValue(outs[i], info.DType)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", info.Name, err)
+		}
+		result[info.Name] = t
+	}
+	return result, nil
+}
+
+func trimORT(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "Error running network: ")
+	return msg
+}
+
+func toValue(t *understudy.Tensor) (ort.Value, error) {
+	shape := ort.NewShape(t.Shape...)
+	if len(t.Shape) == 0 {
+		return scalarValue(t)
+	}
+	switch d := t.Data.(type) {
+	case []float32:
+		return ort.NewTensor(shape, d)
+	case []float64:
+		return ort.NewTensor(shape, d)
+	case []int8:
+		return ort.NewTensor(shape, d)
+	case []uint8:
+		return ort.NewTensor(shape, d)
+	case []int16:
+		return ort.NewTensor(shape, d)
+	case []int32:
+		return ort.NewTensor(shape, d)
+	case []int64:
+		return ort.NewTensor(shape, d)
+	case []uint32:
+		return ort.NewTensor(shape, d)
+	case []uint64:
+		return ort.NewTensor(shape, d)
+	case []bool:
+		return ort.NewTensor(shape, d)
+	case []uint16:
+		if t.DType == understudy.Float16 {
+			return ort.NewCustomDataTensor(shape, u16bytes(d), ort.TensorElementDataTypeFloat16)
+		}
+		return ort.NewTensor(shape, d)
+	case []string:
+		st, err := ort.NewStringTensor(shape)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.SetContents(d); err != nil {
+			st.Destroy()
+			return nil, err
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("unsupported tensor data %T", t.Data)
+}
+
+func scalarValue(t *understudy.Tensor) (ort.Value, error) {
+	switch d := t.Data.(type) {
+	case []float32:
+		return ort.NewScalar(d[0])
+	case []float64:
+		return ort.NewScalar(d[0])
+	case []int8:
+		return ort.NewScalar(d[0])
+	case []uint8:
+		return ort.NewScalar(d[0])
+	case []int16:
+		return ort.NewScalar(d[0])
+	case []int32:
+		return ort.NewScalar(d[0])
+	case []int64:
+		return ort.NewScalar(d[0])
+	case []uint32:
+		return ort.NewScalar(d[0])
+	case []uint64:
+		return ort.NewScalar(d[0])
+	case []bool:
+		return ort.NewScalar(d[0])
+	case []uint16:
+		if t.DType != understudy.Float16 {
+			return ort.NewScalar(d[0])
+		}
+	}
+	return nil, fmt.Errorf("rank-0 %v inputs are not supported", t.DType)
+}
+
+func u16bytes(d []uint16) []byte {
+	if len(d) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), len(d)*2)
+}
+
+func preallocate(info understudy.TensorInfo, batch int64) (ort.Value, error) {
+	if len(info.Dims) == 0 {
+		switch info.DType {
+		case understudy.Float32:
+			return ort.NewEmptyScalar[float32]()
+		case understudy.Float64:
+			return ort.NewEmptyScalar[float64]()
+		case understudy.Int8:
+			return ort.NewEmptyScalar[int8]()
+		case understudy.Uint8:
+			return ort.NewEmptyScalar[uint8]()
+		case understudy.Int16:
+			return ort.NewEmptyScalar[int16]()
+		case understudy.Uint16:
+			return ort.NewEmptyScalar[uint16]()
+		case understudy.Int32:
+			return ort.NewEmptyScalar[int32]()
+		case understudy.Int64:
+			return ort.NewEmptyScalar[int64]()
+		case understudy.Uint32:
+			return ort.NewEmptyScalar[uint32]()
+		case understudy.Uint64:
+			return ort.NewEmptyScalar[uint64]()
+		case understudy.Bool:
+			return ort.NewEmptyScalar[bool]()
+		}
+		return nil, fmt.Errorf("rank-0 %v outputs are not supported", info.DType)
+	}
+	if info.DType != understudy.Float16 {
+		return nil, nil
+	}
+	shape := make(ort.Shape, len(info.Dims))
+	for i, d := range info.Dims {
+		if d < 0 {
+			d = batch
+		}
+		if d <= 0 {
+			return nil, fmt.Errorf("cannot size float16 output with dims %v", info.Dims)
+		}
+		shape[i] = d
+	}
+	return ort.NewCustomDataTensor(shape, make([]byte, shape.FlattenedSize()*2), ort.TensorElementDataTypeFloat16)
+}
+
+func fromValue(v ort.Value, dt understudy.DType) (*understudy.Tensor, error) {
+	if v == nil {
+		return nil, errors.New("no value")
+	}
+	shape := []int64(v.GetShape())
+	if shape == nil {
+		shape = []int64{}
+	}
+	t := &understudy.Tensor{DType: dt, Shape: append([]int64(nil), shape...)}
+	// The slices returned by GetData are Go memory (the binding copies
+	// auto-allocated outputs), so they stay valid after Destroy.
+	switch x := v.(type) {
+	case *ort.Tensor[float32]:
+		t.Data = x.GetData()
+	case *ort.Tensor[float64]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int8]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint8]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int16]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint16]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int32]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int64]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint32]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint64]:
+		t.Data = x.GetData()
+	case *ort.Tensor[bool]:
+		t.Data = x.GetData()
+	case *ort.Scalar[float32]:
+		t.Data = []float32{x.GetData()}
+	case *ort.Scalar[float64]:
+		t.Data = []float64{x.GetData()}
+	case *ort.Scalar[int8]:
+		t.Data = []int8{x.GetData()}
+	case *ort.Scalar[uint8]:
+		t.Data = []uint8{x.GetData()}
+	case *ort.Scalar[int16]:
+		t.Data = []int16{x.GetData()}
+	case *ort.Scalar[uint16]:
+		t.Data = []uint16{x.GetData()}
+	case *ort.Scalar[int32]:
+		t.Data = []int32{x.GetData()}
+	case *ort.Scalar[int64]:
+		t.Data = []int64{x.GetData()}
+	case *ort.Scalar[uint32]:
+		t.Data = []uint32{x.GetData()}
+	case *ort.Scalar[uint64]:
+		t.Data = []uint64{x.GetData()}
+	case *ort.Scalar[bool]:
+		t.Data = []bool{x.GetData()}
+	case *ort.CustomDataTensor:
+		b := x.GetData()
+		h := make([]uint16, len(b)/2)
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(h))), len(h)*2), b)
+		t.Data = h
+	case *ort.StringTensor:
+		s, err := x.GetContents()
+		if err != nil {
+			return nil, err
+		}
+		t.Data = s
+	default:
+		return nil, fmt.Errorf("unexpected output value %T", v)
+	}
+	if t.Len() != lenOf(t.Data) {
+		return nil, fmt.Errorf("output has shape %v but %d elements", shape, lenOf(t.Data))
+	}
+	return t, nil
+}
+
+func lenOf(d any) int {
+	switch x := d.(type) {
+	case []float32:
+		return len(x)
+	case []float64:
+		return len(x)
+	case []int8:
+		return len(x)
+	case []uint8:
+		return len(x)
+	case []int16:
+		return len(x)
+	case []uint16:
+		return len(x)
+	case []int32:
+		return len(x)
+	case []int64:
+		return len(x)
+	case []uint32:
+		return len(x)
+	case []uint64:
+		return len(x)
+	case []bool:
+		return len(x)
+	case []string:
+		return len(x)
+	}
+	return -1
+}

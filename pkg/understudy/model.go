@@ -1,0 +1,93 @@
+package understudy
+
+import (
+	"context"
+	"time"
+)
+
+// TensorInfo describes one input or output of a model.
+type TensorInfo struct {
+	Name  string  `json:"name"`
+	DType DType   `json:"type"`
+	Dims  []int64 `json:"dims"` // -1 marks a dynamic dimension
+}
+
+// Signature lists a model's inputs and outputs in the model's own order.
+type Signature struct {
+	Inputs  []TensorInfo `json:"inputs"`
+	Outputs []TensorInfo `json:"outputs"`
+}
+
+// Input returns the input with the given name, if any.
+func (s *Signature) Input(name string) (TensorInfo, bool) {
+	for _, in := range s.Inputs {
+		if in.Name == name {
+			return in, true
+		}
+	}
+	return TensorInfo{}, false
+}
+
+// InputNames returns the names of the inputs, in order.
+func (s *Signature) InputNames() []string {
+	names := make([]string, len(s.Inputs))
+	for i, in := range s.Inputs {
+		names[i] = in.Name
+	}
+	return names
+}
+
+// Metadata is what a model file says about itself.
+type Metadata struct {
+	Producer    string            `json:"producer,omitempty"`
+	GraphName   string            `json:"graph_name,omitempty"`
+	Domain      string            `json:"domain,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Version     int64             `json:"version"`
+	Custom      map[string]string `json:"custom,omitempty"`
+}
+
+// Role is the part a model plays in serving.
+type Role string
+
+// The roles a model file can have.
+const (
+	RolePrimary      Role = "primary"
+	RoleShadow       Role = "shadow"
+	RoleIncompatible Role = "incompatible"
+	RoleFailed       Role = "failed"
+)
+
+// ModelInfo is everything known about one model file, as listed by GET /models.
+type ModelInfo struct {
+	Name      string        `json:"name"`
+	Version   string        `json:"version,omitempty"` // first 12 hex digits of the file's sha256
+	SHA256    string        `json:"sha256,omitempty"`
+	Role      Role          `json:"role"`
+	File      string        `json:"file"`
+	Size      int64         `json:"size"`
+	ModTime   time.Time     `json:"mtime"`
+	LoadedAt  time.Time     `json:"loaded_at,omitzero"`
+	LoadTime  time.Duration `json:"-"`
+	WarmTime  time.Duration `json:"-"`
+	Signature *Signature    `json:"signature,omitempty"`
+	Metadata  *Metadata     `json:"metadata,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	Reason    string        `json:"reason,omitempty"` // why a model is incompatible
+	Warnings  []string      `json:"warnings,omitempty"`
+}
+
+// Runner runs inference. Implementations must be safe for concurrent use and
+// must stop a run promptly when ctx is done, returning an error that wraps
+// ctx.Err().
+type Runner interface {
+	Run(ctx context.Context, inputs map[string]*Tensor) (map[string]*Tensor, error)
+	Close() error
+}
+
+// LoadedModel is a model file turned into a Runner, with what was read at load.
+type LoadedModel struct {
+	Runner    Runner
+	Signature Signature
+	Metadata  Metadata
+}

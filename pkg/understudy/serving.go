@@ -1,0 +1,36 @@
+package understudy
+
+import "time"
+
+// ServingModel is a loaded model as the request path sees it.
+type ServingModel struct {
+	Name      string
+	Version   string
+	Signature Signature
+	Runner    Runner
+}
+
+// Models is the set of models the server answers from.
+type Models interface {
+	// AcquirePrimary returns the primary and a release func that must be
+	// called when the request is done with it; ok is false when no primary
+	// is loaded.
+	AcquirePrimary() (m *ServingModel, release func(), ok bool)
+	// List describes every model file, for GET /models.
+	List() []ModelInfo
+}
+
+// Prediction is one answer of the primary, handed to observers (the shadow
+// mirror, the store) after the response is written.
+type Prediction struct {
+	ID       string
+	Time     time.Time
+	Model    string
+	Version  string
+	Inputs   map[string]*Tensor
+	Outputs  map[string]*Tensor
+	Latency  time.Duration
+	Status   string // "ok" or "error"
+	Error    string
+	BodySize int
+}

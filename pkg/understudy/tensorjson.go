@@ -1,0 +1,470 @@
+package understudy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// DecodeTensor parses one input from JSON and checks it against info. The
+// value is a nested array (or a bare scalar for a rank-0 input), or the
+// explicit form {"shape": [...], "data": [flat array]}. Every failure is an
+// EINVALID error that names the input and says what was expected.
+func DecodeTensor(raw []byte, info TensorInfo) (*Tensor, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, Errorf(EINVALID, "input %q: no value given; want a nested array of %s with shape %s", info.Name, info.DType, FormatShape(info.Dims))
+	}
+	var t *Tensor
+	var err error
+	if raw[0] == '{' {
+		t, err = decodeExplicit(raw, info)
+	} else {
+		t, err = parseNested(raw, info.Name, info.DType)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkShape(t.Shape, info); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func decodeExplicit(raw []byte, info TensorInfo) (*Tensor, error) {
+	var ex struct {
+		Shape *[]int64         `json:"shape"`
+		Data  *json.RawMessage `json:"data"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ex); err != nil {
+		return nil, Errorf(EINVALID, "input %q: explicit form must be {\"shape\": [ints], \"data\": [flat array]}: %s", info.Name, jsonErrorText(err))
+	}
+	if ex.Shape == nil || ex.Data == nil {
+		return nil, Errorf(EINVALID, "input %q: explicit form needs both \"shape\" and \"data\"", info.Name)
+	}
+	for i, d := range *ex.Shape {
+		if d < 0 {
+			return nil, Errorf(EINVALID, "input %q: explicit shape %s has a negative dimension at %d", info.Name, FormatShape(*ex.Shape), i)
+		}
+	}
+	t, err := parseNested(*ex.Data, info.Name, info.DType)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Shape) != 1 {
+		return nil, Errorf(EINVALID, "input %q: explicit \"data\" must be a flat array, got shape %s", info.Name, FormatShape(t.Shape))
+	}
+	want := int64(1)
+	for _, d := range *ex.Shape {
+		if d != 0 && want > math.MaxInt32/d {
+			return nil, Errorf(EINVALID, "input %q: explicit shape %s is too large", info.Name, FormatShape(*ex.Shape))
+		}
+		want *= d
+	}
+	if want != t.Shape[0] {
+		return nil, Errorf(EINVALID, "input %q: explicit shape %s holds %d elements, but data has %d", info.Name, FormatShape(*ex.Shape), want, t.Shape[0])
+	}
+	t.Shape = append(make([]int64, 0, len(*ex.Shape)), *ex.Shape...)
+	return t, nil
+}
+
+func checkShape(shape []int64, info TensorInfo) error {
+	want := FormatShape(info.Dims)
+	if len(shape) != len(info.Dims) {
+		return Errorf(EINVALID, "input %q: got shape %s (rank %d), want rank %d shape %s (-1 = any size)", info.Name, FormatShape(shape), len(shape), len(info.Dims), want)
+	}
+	for i, d := range shape {
+		if d == 0 {
+			return Errorf(EINVALID, "input %q: got shape %s, which holds no elements; want shape %s", info.Name, FormatShape(shape), want)
+		}
+		if w := info.Dims[i]; w >= 0 && w != d {
+			return Errorf(EINVALID, "input %q: dimension %d is %d, want %d: got shape %s, want %s (-1 = any size)", info.Name, i, d, w, FormatShape(shape), want)
+		}
+	}
+	return nil
+}
+
+// parser reads a nested JSON array in one pass, learning the shape from the
+// first array at each depth and checking every later one against it.
+type parser struct {
+	buf   []byte
+	pos   int
+	name  string
+	t     *Tensor
+	shape []int64 // -1 until the first array at that depth closes
+	leaf  int     // depth of scalars, -1 until the first one
+	idx   []int64 // index path of the element being read, for messages
+	n     int
+}
+
+func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
+	t, err := NewTensor(dt, []int64{0}) // zero elements, grown by append
+	if err != nil {
+		return nil, Errorf(EINVALID, "input %q: element type %v is not supported", name, dt)
+	}
+	p := &parser{buf: raw, name: name, t: t, leaf: -1}
+	if err := p.value(0); err != nil {
+		return nil, err
+	}
+	p.ws()
+	if p.pos != len(p.buf) {
+		return nil, p.syntax("unexpected data after the value")
+	}
+	if p.leaf >= 0 && len(p.shape) != p.leaf {
+		return nil, Errorf(EINVALID, "input %q: ragged array: some elements at depth %d are arrays and some are %s values", name, p.leaf, dt)
+	}
+	t.Shape = p.shape
+	if t.Shape == nil {
+		t.Shape = []int64{}
+	}
+	return t, nil
+}
+
+func (p *parser) ws() {
+	for p.pos < len(p.buf) {
+		switch p.buf[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) syntax(msg string) error {
+	return Errorf(EINVALID, "input %q: malformed array at byte %d: %s", p.name, p.pos, msg)
+}
+
+func (p *parser) where() string {
+	return FormatShape(p.idx)
+}
+
+func (p *parser) value(depth int) error {
+	p.ws()
+	if p.pos >= len(p.buf) {
+		return p.syntax("unexpected end of input")
+	}
+	if depth > 32 {
+		return p.syntax("arrays nested deeper than 32 levels")
+	}
+	if p.buf[p.pos] != '[' {
+		if p.leaf < 0 {
+			p.leaf = depth
+		} else if p.leaf != depth {
+			return Errorf(EINVALID, "input %q: ragged array: element %s is a scalar, but elements at that depth are arrays elsewhere", p.name, p.where())
+		}
+		return p.scalar()
+	}
+	if p.leaf >= 0 && depth >= p.leaf {
+		return Errorf(EINVALID, "input %q: ragged array: element %s is an array, but elements at that depth are scalars elsewhere", p.name, p.where())
+	}
+	p.pos++
+	if len(p.shape) <= depth {
+		p.shape = append(p.shape, -1)
+		p.idx = append(p.idx, 0)
+	}
+	var count int64
+	p.ws()
+	if p.pos < len(p.buf) && p.buf[p.pos] == ']' {
+		p.pos++
+	} else {
+		for {
+			p.idx[depth] = count
+			if err := p.value(depth + 1); err != nil {
+				return err
+			}
+			count++
+			p.ws()
+			if p.pos >= len(p.buf) {
+				return p.syntax("unexpected end of input inside an array")
+			}
+			c := p.buf[p.pos]
+			p.pos++
+			if c == ']' {
+				break
+			}
+			if c != ',' {
+				p.pos--
+				return p.syntax(fmt.Sprintf("expected ',' or ']', found %q", c))
+			}
+		}
+	}
+	if p.shape[depth] < 0 {
+		p.shape[depth] = count
+	} else if p.shape[depth] != count {
+		return Errorf(EINVALID, "input %q: ragged array: the array at %s has %d elements, but the first array at that depth has %d", p.name, FormatShape(p.idx[:depth]), count, p.shape[depth])
+	}
+	return nil
+}
+
+// token returns the bytes of a JSON scalar starting at pos.
+func (p *parser) token() []byte {
+	start := p.pos
+	if p.buf[p.pos] == '"' {
+		p.pos++
+		for p.pos < len(p.buf) {
+			switch p.buf[p.pos] {
+			case '\\':
+				p.pos += 2
+				continue
+			case '"':
+				p.pos++
+				return p.buf[start:p.pos]
+			}
+			p.pos++
+		}
+		return p.buf[start:]
+	}
+	for p.pos < len(p.buf) {
+		switch p.buf[p.pos] {
+		case ',', ']', ' ', '\t', '\n', '\r':
+			return p.buf[start:p.pos]
+		}
+		p.pos++
+	}
+	return p.buf[start:p.pos]
+}
+
+func (p *parser) scalar() error {
+	tok := p.token()
+	dt := p.t.DType
+	kind := "a number"
+	switch {
+	case tok[0] == '"':
+		kind = "a string"
+	case string(tok) == "true" || string(tok) == "false":
+		kind = "a boolean"
+	case string(tok) == "null":
+		kind = "null"
+	case tok[0] == '{':
+		return p.syntax("objects are not allowed inside an array")
+	}
+	want := func() error {
+		what := map[bool]string{true: "numbers", false: "values"}[dt != String && dt != Bool]
+		return Errorf(EINVALID, "input %q: element %s is %s (%s), but the input expects %s %s", p.name, p.where(), kind, clip(tok), dt, what)
+	}
+	switch dt {
+	case String:
+		if kind != "a string" {
+			return want()
+		}
+		s, err := unquote(tok)
+		if err != nil {
+			return p.syntax("invalid string " + clip(tok))
+		}
+		p.t.Data = append(p.t.Data.([]string), s)
+		return nil
+	case Bool:
+		var v bool
+		switch string(tok) {
+		case "true", "1":
+			v = true
+		case "false", "0":
+		default:
+			return Errorf(EINVALID, "input %q: element %s is %s, but the input expects bool values (true or false)", p.name, p.where(), clip(tok))
+		}
+		p.t.Data = append(p.t.Data.([]bool), v)
+		return nil
+	}
+	if kind != "a number" {
+		return want()
+	}
+	s := string(tok)
+	if dt.IsFloat() {
+		bits := 64
+		if dt != Float64 {
+			bits = 32
+		}
+		f, err := strconv.ParseFloat(s, bits)
+		if err != nil {
+			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+				return Errorf(EINVALID, "input %q: element %s value %s is out of range for %s", p.name, p.where(), clip(tok), dt)
+			}
+			return p.syntax("invalid number " + clip(tok))
+		}
+		switch dt {
+		case Float32:
+			p.t.Data = append(p.t.Data.([]float32), float32(f))
+		case Float64:
+			p.t.Data = append(p.t.Data.([]float64), f)
+		case Float16:
+			if math.Abs(f) > 65504 {
+				return Errorf(EINVALID, "input %q: element %s value %s is out of range for float16 (±65504)", p.name, p.where(), clip(tok))
+			}
+			p.t.Data = append(p.t.Data.([]uint16), Float32ToHalf(float32(f)))
+		}
+		return nil
+	}
+	return p.integer(s, dt)
+}
+
+func (p *parser) integer(s string, dt DType) error {
+	unsigned := dt == Uint8 || dt == Uint16 || dt == Uint32 || dt == Uint64
+	var iv int64
+	var uv uint64
+	rangeErr := func() error {
+		if unsigned {
+			return Errorf(EINVALID, "input %q: element %s value %s is out of range for %s (0 to %d)", p.name, p.where(), s, dt, dt.uintMax())
+		}
+		lo, hi := dt.intRange()
+		return Errorf(EINVALID, "input %q: element %s value %s is out of range for %s (%d to %d)", p.name, p.where(), s, dt, lo, hi)
+	}
+	if strings.ContainsAny(s, ".eE") {
+		// Exporters often write integral values as 2.0; accept those, refuse 2.5.
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return p.syntax("invalid number " + clip([]byte(s)))
+		}
+		if f != math.Trunc(f) || math.IsInf(f, 0) {
+			return Errorf(EINVALID, "input %q: element %s is %s, not an integer; the input expects %s", p.name, p.where(), s, dt)
+		}
+		if f >= 9.2e18 || f <= -9.2e18 || (unsigned && f < 0) {
+			return rangeErr()
+		}
+		if unsigned {
+			uv = uint64(f)
+		} else {
+			iv = int64(f)
+		}
+	} else if unsigned {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange || strings.HasPrefix(s, "-") {
+				return rangeErr()
+			}
+			return p.syntax("invalid number " + clip([]byte(s)))
+		}
+		uv = v
+	} else {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+				return rangeErr()
+			}
+			return p.syntax("invalid number " + clip([]byte(s)))
+		}
+		iv = v
+	}
+	if unsigned {
+		if uv > dt.uintMax() {
+			return rangeErr()
+		}
+	} else if lo, hi := dt.intRange(); iv < lo || iv > hi {
+		return rangeErr()
+	}
+	switch dt {
+	case Int8:
+		p.t.Data = append(p.t.Data.([]int8), int8(iv))
+	case Int16:
+		p.t.Data = append(p.t.Data.([]int16), int16(iv))
+	case Int32:
+		p.t.Data = append(p.t.Data.([]int32), int32(iv))
+	case Int64:
+		p.t.Data = append(p.t.Data.([]int64), iv)
+	case Uint8:
+		p.t.Data = append(p.t.Data.([]uint8), uint8(uv))
+	case Uint16:
+		p.t.Data = append(p.t.Data.([]uint16), uint16(uv))
+	case Uint32:
+		p.t.Data = append(p.t.Data.([]uint32), uint32(uv))
+	case Uint64:
+		p.t.Data = append(p.t.Data.([]uint64), uv)
+	}
+	return nil
+}
+
+func unquote(tok []byte) (string, error) {
+	if bytes.IndexByte(tok, '\\') < 0 && len(tok) >= 2 && tok[len(tok)-1] == '"' {
+		return string(tok[1 : len(tok)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(tok, &s)
+	return s, err
+}
+
+// clip keeps error messages short when a client sends a huge token.
+func clip(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "…"
+	}
+	return string(b)
+}
+
+func jsonErrorText(err error) string {
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// AppendJSON appends t as a nested JSON array (a bare value for rank 0).
+// NaN and infinities, which JSON cannot hold, are written as the strings
+// "NaN", "Infinity" and "-Infinity", as protobuf's JSON mapping does.
+func AppendJSON(b []byte, t *Tensor) []byte {
+	i := 0
+	return appendLevel(b, t, 0, &i)
+}
+
+func appendLevel(b []byte, t *Tensor, depth int, i *int) []byte {
+	if depth == len(t.Shape) {
+		b = appendElem(b, t, *i)
+		*i++
+		return b
+	}
+	b = append(b, '[')
+	for k := int64(0); k < t.Shape[depth]; k++ {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = appendLevel(b, t, depth+1, i)
+	}
+	return append(b, ']')
+}
+
+func appendFloat(b []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(b, `"NaN"`...)
+	case math.IsInf(f, 1):
+		return append(b, `"Infinity"`...)
+	case math.IsInf(f, -1):
+		return append(b, `"-Infinity"`...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, bits)
+}
+
+func appendElem(b []byte, t *Tensor, i int) []byte {
+	switch d := t.Data.(type) {
+	case []float32:
+		return appendFloat(b, float64(d[i]), 32)
+	case []float64:
+		return appendFloat(b, d[i], 64)
+	case []uint16:
+		if t.DType == Float16 {
+			return appendFloat(b, float64(HalfToFloat32(d[i])), 32)
+		}
+		return strconv.AppendUint(b, uint64(d[i]), 10)
+	case []int8:
+		return strconv.AppendInt(b, int64(d[i]), 10)
+	case []int16:
+		return strconv.AppendInt(b, int64(d[i]), 10)
+	case []int32:
+		return strconv.AppendInt(b, int64(d[i]), 10)
+	case []int64:
+		return strconv.AppendInt(b, d[i], 10)
+	case []uint8:
+		return strconv.AppendUint(b, uint64(d[i]), 10)
+	case []uint32:
+		return strconv.AppendUint(b, uint64(d[i]), 10)
+	case []uint64:
+		return strconv.AppendUint(b, d[i], 10)
+	case []bool:
+		return strconv.AppendBool(b, d[i])
+	case []string:
+		q, _ := json.Marshal(d[i])
+		return append(b, q...)
+	}
+	return append(b, "null"...)
+}
