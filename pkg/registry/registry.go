@@ -81,7 +81,7 @@ type Registry struct {
 	Warmup bool
 
 	mu     sync.Mutex
-	models map[string]*Model              // by name
+	models map[string]*Model               // by name
 	files  map[string]understudy.ModelInfo // failed or incompatible files, by name
 	state  atomic.Pointer[snapshot]
 	open   sync.WaitGroup // one per session not yet closed
