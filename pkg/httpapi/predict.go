@@ -168,7 +168,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.error(w, r, err)
-		s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Inputs: inputs, Latency: latency, Status: "error", Error: understudy.ErrorMessage(err), BodySize: len(body)})
+		s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Latency: latency, Status: "error", Error: understudy.ErrorMessage(err), BodySize: len(body)})
 		return
 	}
 	buf := make([]byte, 0, 256)
@@ -204,7 +204,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
 	_, _ = w.Write(buf)
-	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Inputs: inputs, Outputs: outputs, Latency: latency, Status: "ok", BodySize: len(body)})
+	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Outputs: outputs, Latency: latency, Status: "ok", BodySize: len(body)})
 }
 
 func (s *Server) notify(p *understudy.Prediction) {

@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -46,6 +47,8 @@ type Server struct {
 	// OnPredict, if set, receives every primary prediction after the
 	// response has been written. It must not block.
 	OnPredict func(*understudy.Prediction)
+	// Labels stores ground truth sent to POST /feedback.
+	Labels func(ctx context.Context, labels []understudy.Label) (replaced []understudy.Label, err error)
 	// Now is the clock, replaceable in tests.
 	Now func() time.Time
 	// Extra mounts more routes (metrics, report) without this package
@@ -68,6 +71,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, map[string]any{"error": "method " + r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + w.Header().Get("Allow"), "code": "method_not_allowed", "request_id": RequestID(r)})
 	})
 	r.Post("/predict", s.handlePredict)
+	r.Post("/feedback", s.handleFeedback)
 	r.Get("/models", s.handleModels)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"status": "alive"})

@@ -25,15 +25,36 @@ import (
 // Loader turns the bytes of a model file into a runnable model.
 type Loader func(data []byte) (*understudy.LoadedModel, error)
 
+// Settings control how a model is shadowed.
+type Settings struct {
+	// Sampling is the share of requests mirrored to the shadow, 0 to 1.
+	Sampling float64 `json:"sampling"`
+	// Timeout bounds one shadow run.
+	Timeout time.Duration `json:"-"`
+	// Paused stops mirroring without unloading the model.
+	Paused bool `json:"paused"`
+}
+
 // Model is one loaded version of a model file.
 type Model struct {
 	understudy.ServingModel
-	info understudy.ModelInfo
+	settings atomic.Pointer[Settings]
+	info     understudy.ModelInfo
 	// refs counts the registry's own reference plus one per in-flight use;
 	// the session closes when it drops to zero.
 	refs   atomic.Int64
 	log    zerolog.Logger
 	closed func()
+}
+
+// NewModel wraps a runner as a model that is not in any registry, with the
+// given settings; the runner closes when the last reference is released.
+func NewModel(name, version string, sig understudy.Signature, run understudy.Runner, set Settings) *Model {
+	m := &Model{ServingModel: understudy.ServingModel{Name: name, Version: version, Signature: sig, Runner: run}}
+	m.info = understudy.ModelInfo{Name: name, Version: version, Role: understudy.RoleShadow, Signature: &sig}
+	m.refs.Store(1)
+	m.SetSettings(set)
+	return m
 }
 
 // Acquire takes a reference; it fails once the model has been retired and
@@ -62,6 +83,12 @@ func (m *Model) Release() {
 	}
 }
 
+// Settings returns the model's current shadow settings.
+func (m *Model) Settings() Settings { return *m.settings.Load() }
+
+// SetSettings replaces the model's shadow settings.
+func (m *Model) SetSettings(s Settings) { m.settings.Store(&s) }
+
 // Info returns what is known about the model.
 func (m *Model) Info() understudy.ModelInfo { return m.info }
 
@@ -79,6 +106,8 @@ type Registry struct {
 	Log    zerolog.Logger
 	Now    func() time.Time
 	Warmup bool
+	// Defaults are the shadow settings of a newly loaded model.
+	Defaults Settings
 
 	mu     sync.Mutex
 	models map[string]*Model               // by name
@@ -91,6 +120,7 @@ type Registry struct {
 func New(dir string, load Loader, log zerolog.Logger) *Registry {
 	return &Registry{
 		Dir: dir, Load: load, Log: log, Now: time.Now, Warmup: true,
+		Defaults: Settings{Sampling: 1, Timeout: 5 * time.Second},
 		models: map[string]*Model{},
 		files:  map[string]understudy.ModelInfo{},
 	}
@@ -280,6 +310,7 @@ func (r *Registry) loadFile(name string) (*Model, understudy.ModelInfo) {
 	}
 	r.open.Add(1)
 	m.refs.Store(1)
+	m.SetSettings(r.Defaults)
 	if r.Warmup {
 		start = r.Now()
 		if err := Warmup(m.Runner, sig); err != nil {

@@ -23,14 +23,16 @@ type Models interface {
 // Prediction is one answer of the primary, handed to observers (the shadow
 // mirror, the store) after the response is written.
 type Prediction struct {
-	ID       string
-	Time     time.Time
-	Model    string
-	Version  string
-	Inputs   map[string]*Tensor
-	Outputs  map[string]*Tensor
-	Latency  time.Duration
-	Status   string // "ok" or "error"
-	Error    string
-	BodySize int
+	ID      string
+	Time    time.Time
+	Model   string
+	Version string
+	// Signature is the primary's, so observers can order outputs.
+	Signature *Signature
+	Inputs    map[string]*Tensor
+	Outputs   map[string]*Tensor
+	Latency   time.Duration
+	Status    string // "ok" or "error"
+	Error     string
+	BodySize  int
 }

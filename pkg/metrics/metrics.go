@@ -1,0 +1,117 @@
+// Package metrics defines Understudy's Prometheus metrics, labelled by model
+// and role, and serves them at /metrics.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the collectors, registered on a registry of their own so
+// that tests can create several servers in one process.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests   *prometheus.CounterVec
+	errors     *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	drops      *prometheus.CounterVec
+	sampledOut *prometheus.CounterVec
+	timeouts   *prometheus.CounterVec
+}
+
+// New creates and registers the collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		Registry: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_model_runs_total", Help: "Model runs, by model, version, role and status (ok, error, timeout).",
+		}, []string{"model", "version", "role", "status"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_model_errors_total", Help: "Model runs that failed or timed out, by model, version and role.",
+		}, []string{"model", "version", "role"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "understudy_model_run_seconds", Help: "Time of one model run, by model, version and role.",
+			Buckets: prometheus.ExponentialBucketsRange(50e-6, 10, 20),
+		}, []string{"model", "version", "role"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_shadow_dropped_total", Help: "Shadow jobs dropped because the queue was full or shutdown came first.",
+		}, []string{"model", "version", "role"}),
+		sampledOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_shadow_sampled_out_total", Help: "Requests not mirrored to a shadow because of its sampling rate.",
+		}, []string{"model", "version", "role"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_shadow_timeouts_total", Help: "Shadow runs terminated by their timeout.",
+		}, []string{"model", "version", "role"}),
+	}
+	reg.MustRegister(m.requests, m.errors, m.latency, m.drops, m.sampledOut, m.timeouts)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// Run records one model run.
+func (m *Metrics) Run(model, version, role, status string, d time.Duration) {
+	m.requests.WithLabelValues(model, version, role, status).Inc()
+	if status != "ok" {
+		m.errors.WithLabelValues(model, version, role).Inc()
+	}
+	if status == "timeout" {
+		m.timeouts.WithLabelValues(model, version, role).Inc()
+	}
+	m.latency.WithLabelValues(model, version, role).Observe(d.Seconds())
+}
+
+// ShadowRun implements shadow.Observer.
+func (m *Metrics) ShadowRun(shadow, version, status string, d time.Duration) {
+	m.Run(shadow, version, "shadow", status, d)
+}
+
+// Skipped implements shadow.Observer.
+func (m *Metrics) Skipped(shadow, version string, sampledOut, dropped int64) {
+	if sampledOut > 0 {
+		m.sampledOut.WithLabelValues(shadow, version, "shadow").Add(float64(sampledOut))
+	}
+	if dropped > 0 {
+		m.drops.WithLabelValues(shadow, version, "shadow").Add(float64(dropped))
+	}
+}
+
+// GaugeFunc registers a gauge read from f at scrape time.
+func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}
+
+// CounterFunc registers a counter read from f at scrape time, with fixed
+// label values.
+func (m *Metrics) CounterFunc(name, help string, labels prometheus.Labels, f func() float64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, f))
+}
+
+// ModelsLoaded registers a gauge of loaded models by role, read from f.
+func (m *Metrics) ModelsLoaded(f func() map[string]int) {
+	m.Registry.MustRegister(&modelsCollector{f: f, desc: prometheus.NewDesc("understudy_models_loaded", "Model files by role (primary, shadow, incompatible, failed).", []string{"role"}, nil)})
+}
+
+type modelsCollector struct {
+	f    func() map[string]int
+	desc *prometheus.Desc
+}
+
+func (c *modelsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *modelsCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c.f()
+	for _, role := range []string{"primary", "shadow", "incompatible", "failed"} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[role]), role)
+	}
+}

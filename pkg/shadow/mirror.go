@@ -1,0 +1,292 @@
+// Package shadow mirrors primary requests to shadow models off the request
+// path. Submitting never blocks; a bounded pool of low-priority workers runs
+// the shadows, compares their answers with the primary's and stores them.
+package shadow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/understudy-ml/understudy/pkg/registry"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// Config sizes the mirror.
+type Config struct {
+	// Workers is the number of concurrent shadow runs. The default leaves
+	// at least half the cores to the primary.
+	Workers int
+	// QueueSize bounds the jobs waiting for a worker; beyond it jobs are
+	// dropped and counted.
+	QueueSize int
+	// Nice is the scheduling niceness of shadow worker threads (0–19), so
+	// that the kernel prefers request handling under contention.
+	Nice int
+}
+
+// DefaultWorkers is half the cores, at least one.
+func DefaultWorkers() int { return max(1, runtime.NumCPU()/2) }
+
+// Observer receives counts for metrics. Implementations must be cheap and
+// safe for concurrent use.
+type Observer interface {
+	ShadowRun(shadow, version, status string, latency time.Duration)
+	Skipped(shadow, version string, sampledOut, dropped int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ShadowRun(string, string, string, time.Duration) {}
+func (nopObserver) Skipped(string, string, int64, int64)           {}
+
+type job struct {
+	pred    *understudy.Prediction
+	outputs []understudy.TensorInfo // the primary's, to order the comparison
+	model   *registry.Model
+}
+
+// Mirror is the shadow queue and its workers.
+type Mirror struct {
+	cfg     Config
+	shadows func() []*registry.Model
+	store   understudy.Store
+	obs     Observer
+	log     zerolog.Logger
+
+	queue chan job
+
+	mu     sync.RWMutex // guards closed against concurrent Submit
+	closed bool
+
+	// base is cancelled when the drain deadline passes, terminating the
+	// runs still going.
+	base     context.Context
+	abort    context.CancelFunc
+	draining chan struct{}
+	wg       sync.WaitGroup
+
+	tidsMu sync.Mutex
+	tids   []int
+	niceOK atomic.Bool
+}
+
+// New returns a started mirror. shadows returns the current shadows, each
+// acquired; the mirror releases them.
+func New(cfg Config, shadows func() []*registry.Model, store understudy.Store, obs Observer, log zerolog.Logger) *Mirror {
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers()
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 1024
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	base, abort := context.WithCancel(context.Background())
+	m := &Mirror{
+		cfg: cfg, shadows: shadows, store: store, obs: obs, log: log,
+		queue: make(chan job, cfg.QueueSize),
+		base:  base, abort: abort,
+		draining: make(chan struct{}),
+	}
+	ready := make(chan struct{}, cfg.Workers)
+	for range cfg.Workers {
+		m.wg.Add(1)
+		go m.worker(ready)
+	}
+	for range cfg.Workers {
+		<-ready
+	}
+	if !m.niceOK.Load() && cfg.Nice > 0 {
+		log.Warn().Int("nice", cfg.Nice).Msg("could not lower the priority of shadow worker threads; shadows run at the primary's priority")
+	}
+	return m
+}
+
+// QueueDepth returns the number of jobs waiting for a worker.
+func (m *Mirror) QueueDepth() int { return len(m.queue) }
+
+// WorkerTIDs returns the OS thread ids of the workers, for checking their
+// priority.
+func (m *Mirror) WorkerTIDs() []int {
+	m.tidsMu.Lock()
+	defer m.tidsMu.Unlock()
+	return append([]int(nil), m.tids...)
+}
+
+// Sampled decides, reproducibly from the request id, whether a request goes
+// to a shadow sampled at rate.
+func Sampled(requestID, shadow string, rate float64) bool {
+	if rate >= 1 {
+		return true
+	}
+	if rate <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write([]byte(shadow))
+	h.Write([]byte{0})
+	h.Write([]byte(requestID))
+	// FNV alone leaves the high bits poorly mixed for ids that differ only
+	// at the end (req-1, req-2…); murmur3's finaliser spreads them.
+	x := h.Sum64()
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return float64(x>>11)/(1<<53) < rate
+}
+
+// Submit queues a successful primary prediction for every shadow that
+// samples it. It never blocks: a full queue drops the job and counts it.
+func (m *Mirror) Submit(p *understudy.Prediction, primaryOutputs []understudy.TensorInfo) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return
+	}
+	for _, s := range m.shadows() {
+		set := s.Settings()
+		if set.Paused {
+			s.Release()
+			continue
+		}
+		if !Sampled(p.ID, s.Name, set.Sampling) {
+			m.skip(s, p.Time, 1, 0)
+			s.Release()
+			continue
+		}
+		select {
+		case m.queue <- job{pred: p, outputs: primaryOutputs, model: s}:
+		default:
+			m.skip(s, p.Time, 0, 1)
+			s.Release()
+		}
+	}
+}
+
+func (m *Mirror) skip(s *registry.Model, at time.Time, sampledOut, dropped int64) {
+	if m.store != nil {
+		m.store.CountSkips(s.Name, s.Version, at, sampledOut, dropped)
+	}
+	m.obs.Skipped(s.Name, s.Version, sampledOut, dropped)
+}
+
+func (m *Mirror) worker(ready chan<- struct{}) {
+	defer m.wg.Done()
+	// The thread keeps its lowered priority for the worker's whole life and
+	// is never handed back to the Go scheduler: a locked goroutine that
+	// exits takes its thread with it.
+	runtime.LockOSThread()
+	tid := unix.Gettid()
+	if m.cfg.Nice > 0 {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, m.cfg.Nice); err == nil {
+			m.niceOK.Store(true)
+		}
+	}
+	m.tidsMu.Lock()
+	m.tids = append(m.tids, tid)
+	m.tidsMu.Unlock()
+	ready <- struct{}{}
+	for {
+		select {
+		case j := <-m.queue:
+			m.handle(j)
+		case <-m.draining:
+			for {
+				select {
+				case j := <-m.queue:
+					m.handle(j)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (m *Mirror) handle(j job) {
+	defer j.model.Release()
+	if m.base.Err() != nil {
+		// Past the drain deadline: recorded as dropped, not run.
+		m.skip(j.model, j.pred.Time, 0, 1)
+		return
+	}
+	set := j.model.Settings()
+	ctx, cancel := context.WithTimeout(m.base, set.Timeout)
+	defer cancel()
+	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version}
+	start := time.Now()
+	out, err := safeRun(ctx, j.model.Runner, j.model.Signature, j.pred.Inputs)
+	res.Latency = time.Since(start)
+	res.Time = time.Now()
+	switch {
+	case err == nil:
+		res.Status, res.Outputs = understudy.StatusOK, out
+		res.Compare = understudy.Compare(j.outputs, j.pred.Outputs, out)
+	case m.base.Err() != nil:
+		m.skip(j.model, j.pred.Time, 0, 1)
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		res.Status, res.Error = understudy.StatusTimeout, fmt.Sprintf("terminated after the %v timeout", set.Timeout)
+	default:
+		res.Status, res.Error = understudy.StatusError, err.Error()
+	}
+	if m.store != nil {
+		m.store.WriteShadowResult(res)
+	}
+	m.obs.ShadowRun(res.Shadow, res.Version, res.Status, res.Latency)
+}
+
+// safeRun runs the shadow on the inputs it declares, turning a panic into an
+// error so that the worker lives on.
+func safeRun(ctx context.Context, r understudy.Runner, sig understudy.Signature, inputs map[string]*understudy.Tensor) (out map[string]*understudy.Tensor, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("shadow run panicked: %v", p)
+		}
+	}()
+	in := inputs
+	if len(sig.Inputs) != len(inputs) {
+		in = make(map[string]*understudy.Tensor, len(sig.Inputs))
+		for _, ti := range sig.Inputs {
+			in[ti.Name] = inputs[ti.Name]
+		}
+	}
+	return r.Run(ctx, in)
+}
+
+// Close stops accepting jobs and drains the queue until ctx is done; jobs
+// that cannot run by then are recorded as dropped and runs in progress are
+// terminated.
+func (m *Mirror) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	close(m.draining)
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		m.abort()
+		return nil
+	case <-ctx.Done():
+		m.abort()
+		<-done
+		return fmt.Errorf("shadow queue not drained before the deadline; the rest was recorded as dropped")
+	}
+}

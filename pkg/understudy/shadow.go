@@ -1,0 +1,99 @@
+package understudy
+
+import (
+	"context"
+	"time"
+)
+
+// Shadow run statuses.
+const (
+	StatusOK      = "ok"
+	StatusError   = "error"
+	StatusTimeout = "timeout"
+)
+
+// Output comparison kinds.
+const (
+	KindClass        = "class"        // compared by predicted class per row
+	KindFloat        = "float"        // compared by absolute difference
+	KindIncomparable = "incomparable" // recorded with the reason
+)
+
+// OutputComparison compares one output that both models produce.
+type OutputComparison struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Reason says why an output could not be compared.
+	Reason string `json:"reason,omitempty"`
+	// Rows is the number of rows compared for class outputs.
+	Rows int `json:"rows,omitempty"`
+	// Agree is the number of rows whose predicted class is the same.
+	Agree int `json:"agree,omitempty"`
+	// PrimaryClasses and ShadowClasses are the predicted class per row.
+	PrimaryClasses []int64 `json:"primary_classes,omitempty"`
+	ShadowClasses  []int64 `json:"shadow_classes,omitempty"`
+	// MaxAbsDiff and MeanAbsDiff are over all elements of a float output.
+	MaxAbsDiff  *float64 `json:"max_abs_diff,omitempty"`
+	MeanAbsDiff *float64 `json:"mean_abs_diff,omitempty"`
+}
+
+// Comparison is the comparison of one primary/shadow pair of answers.
+type Comparison struct {
+	Outputs []OutputComparison `json:"outputs"`
+	// Agreement is the fraction of rows whose class agrees, over the
+	// pair's first class output; nil when there is none.
+	Agreement *float64 `json:"agreement,omitempty"`
+	// PrimaryClass and ShadowClass are the first row's classes of that
+	// output, kept in their own columns so reports can build confusion
+	// matrices without parsing JSON.
+	PrimaryClass *int64 `json:"primary_class,omitempty"`
+	ShadowClass  *int64 `json:"shadow_class,omitempty"`
+	// MaxAbsDiff and MeanAbsDiff are over the first float output.
+	MaxAbsDiff  *float64 `json:"max_abs_diff,omitempty"`
+	MeanAbsDiff *float64 `json:"mean_abs_diff,omitempty"`
+}
+
+// ShadowResult is one shadow's answer to a mirrored request.
+type ShadowResult struct {
+	RequestID string
+	Time      time.Time // when the shadow run finished
+	Shadow    string
+	Version   string
+	// Primary and PrimaryVersion name the model the shadow was compared
+	// with, so the row stands on its own when the prediction row is gone.
+	Primary        string
+	PrimaryVersion string
+	Outputs        map[string]*Tensor
+	Latency        time.Duration
+	Status         string // StatusOK, StatusError or StatusTimeout
+	Error          string
+	Compare        Comparison
+}
+
+// Store persists predictions, shadow results and model history. The write
+// methods never block the caller: rows are queued for a background writer,
+// and rows that cannot be queued or written are counted as lost.
+type Store interface {
+	WritePrediction(p *Prediction)
+	WriteShadowResult(r *ShadowResult)
+	// CountSkips adds sampled-out and dropped jobs of one shadow to the
+	// per-minute counters.
+	CountSkips(shadow, version string, at time.Time, sampledOut, dropped int64)
+	// RecordModel upserts a model version with first and last seen times.
+	RecordModel(ctx context.Context, m ModelInfo) error
+	// SetLabels attaches ground truth to requests. It fails with
+	// ENOTFOUND naming the unknown ids, and reports ids whose earlier
+	// label was replaced.
+	SetLabels(ctx context.Context, labels []Label) (replaced []Label, err error)
+	// Flush waits until every queued row is written or ctx is done.
+	Flush(ctx context.Context) error
+	Close() error
+}
+
+// Label is ground truth for one request: a class (integer) or a number.
+type Label struct {
+	ID    string  `json:"id"`
+	Value float64 `json:"label"`
+	// Previous is the label that was replaced, if any.
+	Previous *float64 `json:"previous,omitempty"`
+}
