@@ -17,7 +17,7 @@ build: ort
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/understudy ./cmd/understudy
 
 run: build
-	./bin/understudy serve --models-dir models --addr $(ADDR) --log-format console
+	./bin/understudy serve --models-dir models --primary iris-v1 --addr $(ADDR) --log-format console
 
 test: ort
 	$(GO) test -count=1 -timeout 20m ./...

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	fastjson "github.com/segmentio/encoding/json"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -47,27 +48,31 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 }
 
 // decodeJSON decodes body into v, refusing unknown fields so that typos are
-// reported instead of silently ignored.
+// reported instead of silently ignored. segmentio's decoder is a drop-in for
+// encoding/json that scans large numeric bodies several times faster.
 func decodeJSON(body []byte, v any, want string) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return understudy.Errorf(understudy.EINVALID, "request body is empty; want %s", want)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	rest, err := fastjson.Parse(body, v, fastjson.DisallowUnknownFields)
+	if err != nil {
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
 			return understudy.Errorf(understudy.EINVALID, "malformed JSON at byte %d: %s; want %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "), want)
 		case errors.As(err, &te):
-			return understudy.Errorf(understudy.EINVALID, "field %q must be %s, got JSON %s; want %s", te.Field, te.Type, te.Value, want)
+			field := te.Field
+			if field == "" {
+				field = "the body"
+			}
+			return understudy.Errorf(understudy.EINVALID, "%s must be %s, got JSON %s; want %s", field, te.Type, te.Value, want)
 		case errors.Is(err, io.ErrUnexpectedEOF):
 			return understudy.Errorf(understudy.EINVALID, "malformed JSON: unexpected end of body; want %s", want)
 		}
 		return understudy.Errorf(understudy.EINVALID, "malformed JSON: %s; want %s", strings.TrimPrefix(err.Error(), "json: "), want)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(rest)) > 0 {
 		return understudy.Errorf(understudy.EINVALID, "malformed JSON: more than one value in the body; want %s", want)
 	}
 	return nil

@@ -103,4 +103,3 @@ func assertNear(tb testing.TB, what string, got, want float64) {
 		tb.Errorf("%s = %v, want %v", what, got, want)
 	}
 }
-

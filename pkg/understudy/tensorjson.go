@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // DecodeTensor parses one input from JSON and checks it against info. The
@@ -99,7 +100,81 @@ type parser struct {
 	shape []int64 // -1 until the first array at that depth closes
 	leaf  int     // depth of scalars, -1 until the first one
 	idx   []int64 // index path of the element being read, for messages
-	n     int
+	v     values
+}
+
+// values collects elements in a slice of their own type; appending through
+// Tensor.Data (an interface) would allocate on every element.
+type values struct {
+	f32 []float32
+	f64 []float64
+	u16 []uint16
+	i8  []int8
+	u8  []uint8
+	i16 []int16
+	i32 []int32
+	u32 []uint32
+	i64 []int64
+	u64 []uint64
+	b   []bool
+	str []string
+}
+
+func (v *values) reserve(dt DType, n int) {
+	switch dt {
+	case Float32:
+		v.f32 = make([]float32, 0, n)
+	case Float64:
+		v.f64 = make([]float64, 0, n)
+	case Float16, Uint16:
+		v.u16 = make([]uint16, 0, n)
+	case Int8:
+		v.i8 = make([]int8, 0, n)
+	case Uint8:
+		v.u8 = make([]uint8, 0, n)
+	case Int16:
+		v.i16 = make([]int16, 0, n)
+	case Int32:
+		v.i32 = make([]int32, 0, n)
+	case Uint32:
+		v.u32 = make([]uint32, 0, n)
+	case Int64:
+		v.i64 = make([]int64, 0, n)
+	case Uint64:
+		v.u64 = make([]uint64, 0, n)
+	case Bool:
+		v.b = make([]bool, 0, n)
+	case String:
+		v.str = make([]string, 0, n)
+	}
+}
+
+func (v *values) data(dt DType) any {
+	switch dt {
+	case Float32:
+		return v.f32
+	case Float64:
+		return v.f64
+	case Float16, Uint16:
+		return v.u16
+	case Int8:
+		return v.i8
+	case Uint8:
+		return v.u8
+	case Int16:
+		return v.i16
+	case Int32:
+		return v.i32
+	case Uint32:
+		return v.u32
+	case Int64:
+		return v.i64
+	case Uint64:
+		return v.u64
+	case Bool:
+		return v.b
+	}
+	return v.str
 }
 
 func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
@@ -108,9 +183,13 @@ func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
 		return nil, Errorf(EINVALID, "input %q: element type %v is not supported", name, dt)
 	}
 	p := &parser{buf: raw, name: name, t: t, leaf: -1}
+	// Every element but the last is followed by a comma, so this is an
+	// upper bound that saves regrowing the slice.
+	p.v.reserve(dt, bytes.Count(raw, []byte{','})+1)
 	if err := p.value(0); err != nil {
 		return nil, err
 	}
+	t.Data = p.v.data(dt)
 	p.ws()
 	if p.pos != len(p.buf) {
 		return nil, p.syntax("unexpected data after the value")
@@ -257,7 +336,7 @@ func (p *parser) scalar() error {
 		if err != nil {
 			return p.syntax("invalid string " + clip(tok))
 		}
-		p.t.Data = append(p.t.Data.([]string), s)
+		p.v.str = append(p.v.str, s)
 		return nil
 	case Bool:
 		var v bool
@@ -268,13 +347,15 @@ func (p *parser) scalar() error {
 		default:
 			return Errorf(EINVALID, "input %q: element %s is %s, but the input expects bool values (true or false)", p.name, p.where(), clip(tok))
 		}
-		p.t.Data = append(p.t.Data.([]bool), v)
+		p.v.b = append(p.v.b, v)
 		return nil
 	}
 	if kind != "a number" {
 		return want()
 	}
-	s := string(tok)
+	// The token is not modified while s is in use, and s never outlives
+	// this call except through copies made by formatting.
+	s := unsafe.String(&tok[0], len(tok))
 	if dt.IsFloat() {
 		bits := 64
 		if dt != Float64 {
@@ -289,14 +370,14 @@ func (p *parser) scalar() error {
 		}
 		switch dt {
 		case Float32:
-			p.t.Data = append(p.t.Data.([]float32), float32(f))
+			p.v.f32 = append(p.v.f32, float32(f))
 		case Float64:
-			p.t.Data = append(p.t.Data.([]float64), f)
+			p.v.f64 = append(p.v.f64, f)
 		case Float16:
 			if math.Abs(f) > 65504 {
 				return Errorf(EINVALID, "input %q: element %s value %s is out of range for float16 (±65504)", p.name, p.where(), clip(tok))
 			}
-			p.t.Data = append(p.t.Data.([]uint16), Float32ToHalf(float32(f)))
+			p.v.u16 = append(p.v.u16, Float32ToHalf(float32(f)))
 		}
 		return nil
 	}
@@ -359,21 +440,21 @@ func (p *parser) integer(s string, dt DType) error {
 	}
 	switch dt {
 	case Int8:
-		p.t.Data = append(p.t.Data.([]int8), int8(iv))
+		p.v.i8 = append(p.v.i8, int8(iv))
 	case Int16:
-		p.t.Data = append(p.t.Data.([]int16), int16(iv))
+		p.v.i16 = append(p.v.i16, int16(iv))
 	case Int32:
-		p.t.Data = append(p.t.Data.([]int32), int32(iv))
+		p.v.i32 = append(p.v.i32, int32(iv))
 	case Int64:
-		p.t.Data = append(p.t.Data.([]int64), iv)
+		p.v.i64 = append(p.v.i64, iv)
 	case Uint8:
-		p.t.Data = append(p.t.Data.([]uint8), uint8(uv))
+		p.v.u8 = append(p.v.u8, uint8(uv))
 	case Uint16:
-		p.t.Data = append(p.t.Data.([]uint16), uint16(uv))
+		p.v.u16 = append(p.v.u16, uint16(uv))
 	case Uint32:
-		p.t.Data = append(p.t.Data.([]uint32), uint32(uv))
+		p.v.u32 = append(p.v.u32, uint32(uv))
 	case Uint64:
-		p.t.Data = append(p.t.Data.([]uint64), uv)
+		p.v.u64 = append(p.v.u64, uv)
 	}
 	return nil
 }

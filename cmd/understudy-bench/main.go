@@ -1,0 +1,474 @@
+// Command understudy-bench measures Understudy against raw in-process ONNX
+// Runtime on the same models in the same run, and prints ratios: this
+// machine is shared and noisy, so absolute numbers mean little.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/understudy-ml/understudy/pkg/onnx"
+	"github.com/understudy-ml/understudy/pkg/onnxbuild"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+var (
+	binPath  = flag.String("bin", "bin/understudy", "the server binary to measure")
+	ortLib   = flag.String("ort-lib", os.Getenv("UNDERSTUDY_ORT_LIB"), "ONNX Runtime library")
+	duration = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
+	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
+	only     = flag.String("only", "", "comma-separated sections to run: serve,shadow,store,report,soak (default all)")
+
+	floorModel = flag.String("floor-model", "", "internal: run as the floor server for this model")
+	floorAddr  = flag.String("floor-addr", "", "internal: the floor server's address")
+)
+
+// benchModel is a model under test with a request body and its raw input.
+type benchModel struct {
+	name  string
+	file  []byte
+	body  []byte
+	input map[string]*understudy.Tensor
+}
+
+func main() {
+	flag.Parse()
+	if *ortLib == "" {
+		fail(errors.New("set UNDERSTUDY_ORT_LIB or --ort-lib (make bench does)"))
+	}
+	if *floorModel != "" {
+		fail(floorServer(*floorModel, *floorAddr))
+	}
+	rt, err := onnx.Open(*ortLib)
+	if err != nil {
+		fail(err)
+	}
+	defer rt.Close()
+	models, err := benchModels()
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("understudy-bench: %d cores, GOMAXPROCS %d, ONNX Runtime %s, %v per cell\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), rt.Version(), *duration)
+	if section("serve") {
+		for _, m := range models {
+			if err := benchServe(rt, m); err != nil {
+				fail(err)
+			}
+		}
+	}
+	if section("shadow") {
+		for _, m := range models {
+			if err := benchShadows(m); err != nil {
+				fail(err)
+			}
+		}
+	}
+	if section("store") {
+		if err := benchStore(); err != nil {
+			fail(err)
+		}
+	}
+	if section("report") {
+		if err := benchReport(); err != nil {
+			fail(err)
+		}
+	}
+	if section("soak") && *soak > 0 {
+		if err := benchSoak(models[0]); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func section(name string) bool {
+	return *only == "" || slices.Contains(strings.Split(*only, ","), name)
+}
+
+// rounds is how many alternating slices each throughput cell is cut into,
+// so that both sides see the same noise from other tenants.
+const rounds = 5
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "understudy-bench:", err)
+	os.Exit(1)
+}
+
+func benchModels() ([]benchModel, error) {
+	demo, err := os.ReadFile("models/iris-v1.onnx")
+	if err != nil {
+		return nil, fmt.Errorf("the demo model: %w (run from the repository root)", err)
+	}
+	row := []float32{5.9, 3.0, 5.1, 1.8}
+	large := onnxbuild.LargeMLP()
+	largeFile, err := large.Model("large-mlp").Marshal()
+	if err != nil {
+		return nil, err
+	}
+	n := large.Inputs()
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(i%17) / 17
+	}
+	return []benchModel{
+		{name: "iris-v1 (demo)", file: demo, body: predictBody(row), input: input(row)},
+		{name: "large " + describe(large), file: largeFile, body: predictBody(x), input: input(x)},
+	}, nil
+}
+
+func describe(d onnxbuild.Dense) string {
+	parts := []string{strconv.Itoa(d.Inputs())}
+	for _, l := range d.Layers {
+		parts = append(parts, strconv.Itoa(len(l.W)))
+	}
+	return "mlp " + strings.Join(parts, "-")
+}
+
+func input(x []float32) map[string]*understudy.Tensor {
+	return map[string]*understudy.Tensor{"input": {DType: understudy.Float32, Shape: []int64{1, int64(len(x))}, Data: x}}
+}
+
+func predictBody(x []float32) []byte {
+	b, _ := json.Marshal(map[string]any{"input": [][]float32{x}})
+	return b
+}
+
+// rawThroughput runs the model in-process from c goroutines for d.
+func rawThroughput(run understudy.Runner, in map[string]*understudy.Tensor, c int, d time.Duration) (float64, error) {
+	var n atomic.Int64
+	var firstErr error
+	var once sync.Once
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if _, err := run.Run(context.Background(), in); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds(), firstErr
+}
+
+// cpuPerRun measures this process's CPU time per sequential raw run.
+func cpuPerRun(run understudy.Runner, in map[string]*understudy.Tensor, d time.Duration) (time.Duration, error) {
+	before := selfCPU()
+	n := 0
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); n++ {
+		if _, err := run.Run(context.Background(), in); err != nil {
+			return 0, err
+		}
+	}
+	return (selfCPU() - before) / time.Duration(n), nil
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchServe(rt *onnx.Runtime, m benchModel) error {
+	lm, err := rt.Load(m.file, onnx.Options{IntraOpThreads: 1})
+	if err != nil {
+		return err
+	}
+	defer lm.Runner.Close()
+	srv, err := startServer(map[string][]byte{"primary": m.file}, "primary")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+
+	fmt.Printf("== POST /predict vs raw in-process Run: %s ==\n", m.name)
+	fmt.Printf("(each cell alternates %d short rounds of raw Run and /predict; ratio is the median of the per-round ratios)\n", rounds)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "concurrency\traw Run/s\t/predict/s\tratio\tp50\tp99\t")
+	for _, c := range []int{1, 2, 4, 8} {
+		// Raw runs cannot use more threads than cores; past that the
+		// comparison is with the machine's raw maximum.
+		rc := min(c, runtime.NumCPU())
+		var rawRates, rates, ratios []float64
+		var all loadResult
+		for range rounds {
+			raw, err := rawThroughput(lm.Runner, m.input, rc, *duration/rounds)
+			if err != nil {
+				return err
+			}
+			res, err := closedLoop(srv.url+"/predict", m.body, c, *duration/rounds)
+			if err != nil {
+				return err
+			}
+			rawRates, rates, ratios = append(rawRates, raw), append(rates, res.rate), append(ratios, res.rate/raw)
+			all.lat = append(all.lat, res.lat...)
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t%v\t%v\t\n", c, median(rawRates), median(rates), median(ratios), all.p(50), all.p(99))
+	}
+	tw.Flush()
+
+	// Added CPU: the server process's CPU per request, less the CPU of a raw
+	// run, at concurrency 1.
+	rawCPU, err := cpuPerRun(lm.Runner, m.input, *duration)
+	if err != nil {
+		return err
+	}
+	before := procCPU(srv.cmd.Process.Pid)
+	res, err := closedLoop(srv.url+"/predict", m.body, 1, *duration)
+	if err != nil {
+		return err
+	}
+	serverCPU := (procCPU(srv.cmd.Process.Pid) - before) / time.Duration(res.n)
+	floor, err := startFloor(m.file)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
+	before = procCPU(floor.cmd.Process.Pid)
+	fres, err := closedLoop(floor.url+"/predict", m.body, 1, *duration)
+	if err != nil {
+		return err
+	}
+	floorCPU := (procCPU(floor.cmd.Process.Pid) - before) / time.Duration(fres.n)
+	us := func(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/1e3) }
+	fmt.Printf("CPU per request at concurrency 1: Understudy %s; bare net/http server doing the same Run %s; raw Run %s\n", us(serverCPU), us(floorCPU), us(rawCPU))
+	fmt.Printf("  added by Understudy over the bare server: %s (target ≤ 60µs on the demo model); over the raw Run: %s\n\n", us(serverCPU-floorCPU), us(serverCPU-rawCPU))
+	return nil
+}
+
+// procCPU reads a process's user+system CPU time from /proc.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+func procRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+type loadResult struct {
+	n    int
+	errs int
+	rate float64
+	lat  []time.Duration
+}
+
+func (r loadResult) p(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	slices.Sort(r.lat)
+	i := int(float64(len(r.lat)-1) * q / 100)
+	return r.lat[i].Round(time.Microsecond)
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+
+func post(url string, body []byte) error {
+	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// closedLoop sends requests from c clients back to back for d.
+func closedLoop(url string, body []byte, c int, d time.Duration) (loadResult, error) {
+	var mu sync.Mutex
+	var res loadResult
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			errs := 0
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				if err := post(url, body); err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.errs += errs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.n = len(res.lat)
+	res.rate = float64(res.n) / time.Since(start).Seconds()
+	if res.errs > 0 {
+		return res, fmt.Errorf("%d requests failed", res.errs)
+	}
+	return res, nil
+}
+
+// openLoop sends requests at a fixed rate for d, measuring each latency
+// from its scheduled start so that a stalled server cannot hide queueing.
+func openLoop(url string, body []byte, rate float64, d time.Duration) (loadResult, error) {
+	interval := time.Duration(float64(time.Second) / rate)
+	total := int(d / interval)
+	var mu sync.Mutex
+	var res loadResult
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	start := time.Now()
+	for i := range total {
+		at := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(at); wait > 0 {
+			time.Sleep(wait)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := post(url, body)
+			l := time.Since(at)
+			mu.Lock()
+			if err != nil {
+				res.errs++
+			} else {
+				res.lat = append(res.lat, l)
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.n = len(res.lat)
+	res.rate = float64(res.n) / time.Since(start).Seconds()
+	if res.errs > 0 {
+		return res, fmt.Errorf("%d requests failed", res.errs)
+	}
+	return res, nil
+}
+
+type server struct {
+	cmd *exec.Cmd
+	url string
+	dir string
+	log *bytes.Buffer
+}
+
+// startServer runs the real binary on a fresh models directory and database.
+func startServer(files map[string][]byte, primary string, extra ...string) (*server, error) {
+	dir, err := os.MkdirTemp("", "understudy-bench-")
+	if err != nil {
+		return nil, err
+	}
+	models := filepath.Join(dir, "models")
+	os.Mkdir(models, 0o755)
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(models, name+".onnx"), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"serve", "--addr", addr, "--models-dir", models, "--primary", primary,
+		"--db", filepath.Join(dir, "bench.db"), "--ort-lib", *ortLib, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(*binPath, args...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w (run make build)", *binPath, err)
+	}
+	s := &server{cmd: cmd, url: "http://" + addr, dir: dir, log: &log}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(s.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+	}
+	s.stop()
+	return nil, fmt.Errorf("server not ready: %s", log.String())
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	os.RemoveAll(s.dir)
+}
