@@ -40,7 +40,9 @@ func Open(libPath string) (*Runtime, error) {
 			return nil, fmt.Errorf("onnx runtime library %s: %w (run scripts/fetch-ort.sh, or pass --ort-lib / UNDERSTUDY_ORT_LIB)", libPath, err)
 		}
 		ort.SetSharedLibraryPath(libPath)
-		if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		// Run failures come back as errors and are logged by the caller;
+		// ONNX Runtime's own error log would repeat each one on stderr.
+		if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 			return nil, fmt.Errorf("initialise onnx runtime from %s: %w", libPath, err)
 		}
 	}

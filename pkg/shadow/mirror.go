@@ -225,7 +225,7 @@ func (m *Mirror) handle(j job) {
 	set := j.model.Settings()
 	ctx, cancel := context.WithTimeout(m.base, set.Timeout)
 	defer cancel()
-	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version}
+	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version, Primary: j.pred.Model, PrimaryVersion: j.pred.Version}
 	start := time.Now()
 	out, err := safeRun(ctx, j.model.Runner, j.model.Signature, j.pred.Inputs)
 	res.Latency = time.Since(start)

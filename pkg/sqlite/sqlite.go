@@ -1,0 +1,326 @@
+// Package sqlite stores predictions, shadow results, skip counters and model
+// history in a SQLite database. Writes are queued without blocking the caller
+// and committed in batches by one writer goroutine; reads go through a
+// separate pool of read-only connections.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+	"github.com/pressly/goose/v3"
+	"github.com/rs/zerolog"
+
+	"github.com/understudy-ml/understudy/migrations"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultInputCap          = 64 << 10
+	DefaultQueueSize         = 65536
+	DefaultBatchSize         = 1000
+	DefaultFlushInterval     = 5 * time.Millisecond
+	DefaultRetentionInterval = time.Minute
+	DefaultReadConns         = 4
+)
+
+// retentionChunk bounds each retention DELETE, so that the writer never
+// waits long for the single write connection.
+const retentionChunk = 2000
+
+// logEvery is the shortest interval between two log lines about failed
+// writes or ignored duplicates; the lines in between are counted.
+const logEvery = 10 * time.Second
+
+// Options configures a DB. The zero value is usable.
+type Options struct {
+	// InputCap is the largest encoded inputs JSON, in bytes, that is stored;
+	// larger inputs keep only their sha256 and size. Default 64 KiB;
+	// negative stores no inputs at all.
+	InputCap int
+	// QueueSize is the number of rows waiting for the writer before new rows
+	// are counted as lost. Default 65536.
+	QueueSize int
+	// BatchSize is the most rows committed in one transaction. Default 1000.
+	BatchSize int
+	// FlushInterval is the longest a queued row waits for its batch to fill.
+	// Default 5 ms.
+	FlushInterval time.Duration
+	// RetainDays deletes predictions, shadow results and skip counters
+	// older than this many days. 0 keeps everything.
+	RetainDays int
+	// RetainRows keeps only the newest this many predictions and as many
+	// shadow results, by time. 0 keeps everything.
+	RetainRows int64
+	// RetentionInterval is how often retention runs. Default 1 minute.
+	RetentionInterval time.Duration
+	// ReadConns is the size of the read-only pool. Default 4.
+	ReadConns int
+	// MaxPageCount sets PRAGMA max_page_count on the write connection, which
+	// makes SQLite report "database or disk is full" beyond that many pages.
+	// For tests; 0 leaves SQLite's limit.
+	MaxPageCount int64
+	// Log receives failed batches (rate limited), ignored duplicates and
+	// recoveries. The zero Logger discards.
+	Log zerolog.Logger
+	// Now is the clock for label times, model sightings and retention.
+	// Default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.InputCap == 0 {
+		o.InputCap = DefaultInputCap
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.RetentionInterval <= 0 {
+		o.RetentionInterval = DefaultRetentionInterval
+	}
+	if o.ReadConns <= 0 {
+		o.ReadConns = DefaultReadConns
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Stats are the store's counters, for export as metrics.
+type Stats struct {
+	Predictions   TableStats
+	ShadowResults TableStats
+	// Skips counts CountSkips calls; several calls for the same shadow and
+	// minute are added up into one row.
+	Skips TableStats
+	// QueueDepth is the number of rows and flush requests waiting for the
+	// writer, out of QueueCapacity.
+	QueueDepth    int
+	QueueCapacity int
+	// Batches and FailedBatches count the writer's transactions.
+	Batches       int64
+	FailedBatches int64
+}
+
+// TableStats counts what happened to the rows handed to the store for one
+// table. Every row ends up in exactly one of Written, Duplicate and Lost.
+type TableStats struct {
+	Written   int64 // committed
+	Duplicate int64 // ignored because its key was already stored
+	Lost      int64 // queue full, store closed, or the write failed
+	Deleted   int64 // removed by retention
+}
+
+type tableCounters struct {
+	written, duplicate, lost, deleted atomic.Int64
+}
+
+func (c *tableCounters) load() TableStats {
+	return TableStats{Written: c.written.Load(), Duplicate: c.duplicate.Load(), Lost: c.lost.Load(), Deleted: c.deleted.Load()}
+}
+
+// DB is the SQLite store. It implements understudy.Store.
+type DB struct {
+	path  string
+	opts  Options
+	log   zerolog.Logger
+	write *sql.DB // one connection, used by the writer, labels and retention
+	read  *sql.DB // read-only pool
+
+	insPred, insShadow, upsertSkip *sql.Stmt
+
+	queue   chan any
+	senders atomic.Int64 // Write* calls in progress; Close waits for none
+	closed  atomic.Bool
+	quit    chan struct{} // closed by Close once no sender can enqueue
+	done    chan struct{} // closed when the writer has drained the queue
+
+	cancel        context.CancelFunc // stops retention
+	retentionDone chan struct{}
+	closeOnce     sync.Once
+	closeErr      error
+
+	preds, shadows, skips       tableCounters
+	batches, failedBatches      atomic.Int64
+	failLog, dupLog, recoverLog limiter
+	retainLog                   limiter
+	failing                     bool // writer only: the last batch failed
+}
+
+var _ understudy.Store = (*DB)(nil)
+
+// Open opens or creates the database at path, applies the migrations and
+// starts the writer. A database left by a killed process opens normally:
+// SQLite replays or discards its write-ahead log.
+func Open(path string, opts Options) (*DB, error) {
+	opts.setDefaults()
+	db := &DB{
+		path:          path,
+		opts:          opts,
+		log:           opts.Log,
+		queue:         make(chan any, opts.QueueSize),
+		quit:          make(chan struct{}),
+		done:          make(chan struct{}),
+		retentionDone: make(chan struct{}),
+	}
+	if err := db.open(); err != nil {
+		if db.write != nil {
+			db.write.Close()
+		}
+		if db.read != nil {
+			db.read.Close()
+		}
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	go db.run()
+	ctx, cancel := context.WithCancel(context.Background())
+	db.cancel = cancel
+	if opts.RetainDays > 0 || opts.RetainRows > 0 {
+		go db.retain(ctx)
+	} else {
+		close(db.retentionDone)
+	}
+	return db, nil
+}
+
+// dsn puts every per-connection pragma in the connection string, so each
+// pooled connection gets them. Read connections are query-only and take
+// deferred transactions, so a read never holds the write lock.
+func dsn(path string, readOnly bool) string {
+	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+	s := "file:" + r.Replace(path) + "?_journal_mode=WAL&_busy_timeout=5000&_synchronous=NORMAL&_foreign_keys=on"
+	if readOnly {
+		return s + "&_txlock=deferred&_query_only=1"
+	}
+	return s + "&_txlock=immediate"
+}
+
+type connector struct {
+	drv *sqlite3.SQLiteDriver
+	dsn string
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.drv }
+
+func (db *DB) open() error {
+	maxPages := db.opts.MaxPageCount
+	drv := &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		if maxPages <= 0 {
+			return nil
+		}
+		_, err := c.Exec(fmt.Sprintf("PRAGMA max_page_count = %d", maxPages), nil)
+		return err
+	}}
+	db.write = sql.OpenDB(connector{drv: drv, dsn: dsn(db.path, false)})
+	db.write.SetMaxOpenConns(1)
+	db.write.SetMaxIdleConns(1)
+	db.write.SetConnMaxLifetime(0)
+	db.write.SetConnMaxIdleTime(0)
+
+	ctx := context.Background()
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.write, migrations.FS, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+
+	db.read, err = sql.Open("sqlite3", dsn(db.path, true))
+	if err != nil {
+		return err
+	}
+	db.read.SetMaxOpenConns(db.opts.ReadConns)
+	db.read.SetMaxIdleConns(db.opts.ReadConns)
+	if err := db.read.PingContext(ctx); err != nil {
+		return fmt.Errorf("read pool: %w", err)
+	}
+
+	for _, s := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING`},
+		{&db.insShadow, `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
+				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
+		{&db.upsertSkip, `INSERT INTO shadow_skips (shadow, version, minute, sampled_out, dropped) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (shadow, version, minute) DO UPDATE SET sampled_out = sampled_out + excluded.sampled_out, dropped = dropped + excluded.dropped`},
+	} {
+		if *s.stmt, err = db.write.PrepareContext(ctx, s.sql); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close stops accepting rows, waits until the queued ones are committed (or
+// counted lost), and closes the database. It is safe to call twice.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		db.closed.Store(true)
+		// Sends never block, so the senders that got past the closed check
+		// are done within moments; after that nothing can enter the queue.
+		for db.senders.Load() > 0 {
+			runtime.Gosched()
+		}
+		close(db.quit)
+		<-db.done
+		db.cancel()
+		<-db.retentionDone
+		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(), db.write.Close(), db.read.Close())
+	})
+	return db.closeErr
+}
+
+// Stats returns the current counters.
+func (db *DB) Stats() Stats {
+	return Stats{
+		Predictions:   db.preds.load(),
+		ShadowResults: db.shadows.load(),
+		Skips:         db.skips.load(),
+		QueueDepth:    len(db.queue),
+		QueueCapacity: cap(db.queue),
+		Batches:       db.batches.Load(),
+		FailedBatches: db.failedBatches.Load(),
+	}
+}
+
+// limiter lets one log line through per logEvery and counts the rest.
+type limiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int64
+}
+
+// allow reports whether to log now, and how many lines were held back since
+// the last one that was let through.
+func (l *limiter) allow() (ok bool, suppressed int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
+		l.suppressed++
+		return false, 0
+	}
+	l.last, suppressed, l.suppressed = now, l.suppressed, 0
+	return true, suppressed
+}

@@ -1,0 +1,858 @@
+package sqlite_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// openDB opens a database in a fresh temporary directory and closes it when
+// the test ends.
+func openDB(tb testing.TB, opts sqlite.Options) (*sqlite.DB, string) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "understudy.db")
+	db, err := sqlite.Open(path, opts)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return db, path
+}
+
+func flush(tb testing.TB, db *sqlite.DB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := db.Flush(ctx); err != nil {
+		tb.Fatalf("Flush: %v", err)
+	}
+}
+
+func counts(tb testing.TB, db *sqlite.DB) (predictions, shadowResults int64) {
+	tb.Helper()
+	p, s, err := db.Counts(context.Background())
+	if err != nil {
+		tb.Fatalf("Counts: %v", err)
+	}
+	return p, s
+}
+
+func queryInt(tb testing.TB, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, query string, args ...any) int64 {
+	tb.Helper()
+	var n int64
+	if err := q.QueryRowContext(context.Background(), query, args...).Scan(&n); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// logBuffer collects log lines from the writer goroutine.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), s)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func f64(v float64) *float64 { return &v }
+func i64(v int64) *int64     { return &v }
+
+func tensor(dt understudy.DType, shape []int64, data any) *understudy.Tensor {
+	return &understudy.Tensor{DType: dt, Shape: shape, Data: data}
+}
+
+// tensorsEqual compares tensor maps, taking NaN as equal to NaN.
+func tensorsEqual(tb testing.TB, got, want map[string]*understudy.Tensor) {
+	tb.Helper()
+	if len(got) != len(want) {
+		tb.Fatalf("got %d tensors, want %d", len(got), len(want))
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok {
+			tb.Fatalf("tensor %q missing", name)
+		}
+		if g.DType != w.DType || !reflect.DeepEqual(g.Shape, w.Shape) {
+			tb.Fatalf("tensor %q: got %v %v, want %v %v", name, g.DType, g.Shape, w.DType, w.Shape)
+		}
+		if reflect.TypeOf(g.Data) != reflect.TypeOf(w.Data) {
+			tb.Fatalf("tensor %q: data %T, want %T", name, g.Data, w.Data)
+		}
+		if w.DType.IsFloat() {
+			gf, wf := g.Float64s(), w.Float64s()
+			for i := range wf {
+				if gf[i] != wf[i] && !(math.IsNaN(gf[i]) && math.IsNaN(wf[i])) {
+					tb.Fatalf("tensor %q element %d: got %v, want %v", name, i, gf[i], wf[i])
+				}
+			}
+		} else if !reflect.DeepEqual(g.Data, w.Data) {
+			tb.Fatalf("tensor %q: got %#v, want %#v", name, g.Data, w.Data)
+		}
+	}
+}
+
+// Ensure every element type, shape and special float survives the codec.
+func TestTensorCodec(t *testing.T) {
+	tests := []struct {
+		name string
+		m    map[string]*understudy.Tensor
+		json string // expected encoding, when given
+	}{
+		{"float32 matrix", map[string]*understudy.Tensor{"x": tensor(understudy.Float32, []int64{2, 2}, []float32{1, 2.5, -3, 0.1})},
+			`{"x":{"dtype":"float32","shape":[2,2],"data":[[1,2.5],[-3,0.1]]}}`},
+		{"sorted names", map[string]*understudy.Tensor{
+			"b": tensor(understudy.Int64, []int64{1}, []int64{7}),
+			"a": tensor(understudy.Bool, []int64{2}, []bool{true, false}),
+		}, `{"a":{"dtype":"bool","shape":[2],"data":[true,false]},"b":{"dtype":"int64","shape":[1],"data":[7]}}`},
+		{"scalar", map[string]*understudy.Tensor{"s": tensor(understudy.Float64, []int64{}, []float64{math.Pi})}, ""},
+		{"strings", map[string]*understudy.Tensor{`we"ird`: tensor(understudy.String, []int64{1, 2}, []string{"é\"\n", ""})}, ""},
+		{"float16", map[string]*understudy.Tensor{"h": tensor(understudy.Float16, []int64{3}, []uint16{0x3c00, 0x3800, 0xc000})}, ""},
+		{"nan and infinities", map[string]*understudy.Tensor{"f": tensor(understudy.Float32, []int64{1, 4},
+			[]float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 1.5})}, ""},
+		{"half nan", map[string]*understudy.Tensor{"h": tensor(understudy.Float16, []int64{2}, []uint16{0x7e00, 0x3c00})}, ""},
+		{"empty dimension", map[string]*understudy.Tensor{"e": tensor(understudy.Float32, []int64{0, 3}, []float32{})},
+			`{"e":{"dtype":"float32","shape":[0,3],"data":[]}}`},
+		{"every integer", map[string]*understudy.Tensor{
+			"i8": tensor(understudy.Int8, []int64{2}, []int8{-128, 127}), "u8": tensor(understudy.Uint8, []int64{1}, []uint8{255}),
+			"i16": tensor(understudy.Int16, []int64{1}, []int16{-32768}), "u16": tensor(understudy.Uint16, []int64{1}, []uint16{65535}),
+			"i32": tensor(understudy.Int32, []int64{1}, []int32{math.MinInt32}), "u32": tensor(understudy.Uint32, []int64{1}, []uint32{math.MaxUint32}),
+			"i64": tensor(understudy.Int64, []int64{1}, []int64{math.MinInt64}), "u64": tensor(understudy.Uint64, []int64{1}, []uint64{math.MaxUint64}),
+		}, ""},
+		{"empty map", map[string]*understudy.Tensor{}, `{}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			enc := sqlite.EncodeTensors(tt.m)
+			if tt.json != "" && string(enc) != tt.json {
+				t.Errorf("EncodeTensors = %s, want %s", enc, tt.json)
+			}
+			got, err := sqlite.DecodeTensors(enc)
+			if err != nil {
+				t.Fatalf("DecodeTensors(%s): %v", enc, err)
+			}
+			tensorsEqual(t, got, tt.m)
+		})
+	}
+}
+
+// Ensure a tensor whose data does not match its shape is stored without
+// crashing the caller.
+func TestEncodeTensorsMalformed(t *testing.T) {
+	got := string(sqlite.EncodeTensors(map[string]*understudy.Tensor{
+		"short": tensor(understudy.Float32, []int64{1, 4}, []float32{1}),
+		"nil":   nil,
+	}))
+	want := `{"nil":null,"short":{"dtype":"float32","shape":[1,4],"data":null}}`
+	if got != want {
+		t.Errorf("EncodeTensors = %s, want %s", got, want)
+	}
+}
+
+// Ensure migrations apply to a fresh file and a second open changes nothing.
+func TestOpenMigrates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "understudy.db")
+	for i := range 2 {
+		db, err := sqlite.Open(path, sqlite.Options{})
+		if err != nil {
+			t.Fatalf("Open #%d: %v", i+1, err)
+		}
+		w := db.WritePool()
+		for _, table := range []string{"predictions", "shadow_results", "shadow_skips", "models"} {
+			if got := queryInt(t, w, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, table); got != 1 {
+				t.Errorf("open #%d: table %s: got %d, want 1", i+1, table, got)
+			}
+		}
+		if got, want := queryInt(t, w, `SELECT max(version_id) FROM goose_db_version`), int64(1); got != want {
+			t.Errorf("open #%d: schema version %d, want %d", i+1, got, want)
+		}
+		// goose records version 0 when it creates its table, then one row per migration.
+		if got, want := queryInt(t, w, `SELECT count(*) FROM goose_db_version`), int64(2); got != want {
+			t.Errorf("open #%d: %d goose rows, want %d", i+1, got, want)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+}
+
+// Ensure every connection of both pools runs with the pragmas of the DSN,
+// and that the read pool cannot write.
+func TestPragmas(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{ReadConns: 3})
+	ctx := context.Background()
+	pools := []struct {
+		name      string
+		pool      *sql.DB
+		conns     int
+		queryOnly int64
+	}{
+		{"write", db.WritePool(), 1, 0},
+		{"read", db.ReadPool(), 3, 1},
+	}
+	for _, p := range pools {
+		t.Run(p.name, func(t *testing.T) {
+			// Hold every connection at once so each one is checked.
+			var conns []*sql.Conn
+			for range p.conns {
+				c, err := p.pool.Conn(ctx)
+				if err != nil {
+					t.Fatalf("Conn: %v", err)
+				}
+				defer c.Close()
+				conns = append(conns, c)
+			}
+			for i, c := range conns {
+				var mode string
+				if err := c.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+					t.Fatal(err)
+				}
+				if got, want := mode, "wal"; got != want {
+					t.Errorf("conn %d: journal_mode = %s, want %s", i, got, want)
+				}
+				for _, pr := range []struct {
+					pragma string
+					want   int64
+				}{
+					{"foreign_keys", 1},
+					{"synchronous", 1},
+					{"busy_timeout", 5000},
+					{"query_only", p.queryOnly},
+				} {
+					if got := queryInt(t, c, "PRAGMA "+pr.pragma); got != pr.want {
+						t.Errorf("conn %d: %s = %d, want %d", i, pr.pragma, got, pr.want)
+					}
+				}
+			}
+		})
+	}
+	if _, err := db.ReadPool().ExecContext(ctx, `DELETE FROM predictions`); err == nil {
+		t.Error("read pool deleted rows; want it read-only")
+	}
+}
+
+// Ensure predictions and shadow results read back as written, tensors
+// included, and that only inputs within the cap are stored.
+func TestRoundTrip(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{InputCap: 200})
+	ctx := context.Background()
+	at := time.UnixMicro(1_750_000_000_123_456)
+	small := map[string]*understudy.Tensor{"input": tensor(understudy.Float32, []int64{1, 4}, []float32{5.1, 3.5, 1.4, 0.2})}
+	big := map[string]*understudy.Tensor{"input": tensor(understudy.Float64, []int64{1, 64}, make([]float64, 64))}
+	outputs := map[string]*understudy.Tensor{
+		"probabilities": tensor(understudy.Float32, []int64{1, 3}, []float32{0.9, 0.07, float32(math.NaN())}),
+		"label":         tensor(understudy.Int64, []int64{1}, []int64{2}),
+	}
+	preds := []*understudy.Prediction{
+		{ID: "small", Time: at, Model: "iris", Version: "0123456789ab", Inputs: small, Outputs: outputs, Latency: 1234 * time.Microsecond, Status: "ok"},
+		{ID: "big", Time: at, Model: "iris", Version: "0123456789ab", Inputs: big, Outputs: outputs, Latency: time.Millisecond, Status: "ok"},
+		{ID: "failed", Time: at, Model: "iris", Version: "0123456789ab", Inputs: small, Status: "error", Error: "model failed"},
+	}
+	for _, p := range preds {
+		db.WritePrediction(p)
+	}
+	shadows := []*understudy.ShadowResult{
+		{RequestID: "small", Time: at.Add(time.Millisecond), Shadow: "iris-v2", Version: "ba9876543210", Primary: "iris", PrimaryVersion: "0123456789ab",
+			Outputs: outputs, Latency: 2 * time.Millisecond, Status: understudy.StatusOK,
+			Compare: understudy.Comparison{
+				Outputs:   []understudy.OutputComparison{{Name: "label", Kind: understudy.KindClass, Rows: 1, Agree: 0, PrimaryClasses: []int64{2}, ShadowClasses: []int64{1}}},
+				Agreement: f64(0), PrimaryClass: i64(2), ShadowClass: i64(1), MaxAbsDiff: f64(0.25), MeanAbsDiff: f64(0.125),
+			}},
+		{RequestID: "small", Time: at.Add(time.Second), Shadow: "slow", Version: "cccccccccccc", Primary: "iris", PrimaryVersion: "0123456789ab",
+			Latency: time.Second, Status: understudy.StatusTimeout, Error: "deadline exceeded"},
+	}
+	for _, s := range shadows {
+		db.WriteShadowResult(s)
+	}
+	flush(t, db)
+
+	for _, want := range preds {
+		t.Run("prediction "+want.ID, func(t *testing.T) {
+			got, err := db.Prediction(ctx, want.ID)
+			if err != nil {
+				t.Fatalf("Prediction: %v", err)
+			}
+			enc := sqlite.EncodeTensors(want.Inputs)
+			sum := sha256.Sum256(enc)
+			if got, want := got.InputsSHA256, hex.EncodeToString(sum[:]); got != want {
+				t.Errorf("InputsSHA256 = %s, want %s", got, want)
+			}
+			if got, want := got.InputsSize, len(enc); got != want {
+				t.Errorf("InputsSize = %d, want %d", got, want)
+			}
+			if len(enc) > 200 {
+				if got.Inputs != nil {
+					t.Errorf("inputs of %d bytes stored over a cap of 200", len(enc))
+				}
+			} else {
+				tensorsEqual(t, got.Inputs, want.Inputs)
+			}
+			tensorsEqual(t, got.Outputs, want.Outputs)
+			if want.Outputs == nil && got.Outputs != nil {
+				t.Errorf("Outputs = %v, want nil", got.Outputs)
+			}
+			if !got.Time.Equal(want.Time) || got.Model != want.Model || got.Version != want.Version || got.Latency != want.Latency ||
+				got.Status != want.Status || got.Error != want.Error || got.Label != nil {
+				t.Errorf("got %+v, want %+v", got.Prediction, want)
+			}
+		})
+	}
+	t.Run("shadow results", func(t *testing.T) {
+		got, err := db.ShadowResults(ctx, "small")
+		if err != nil {
+			t.Fatalf("ShadowResults: %v", err)
+		}
+		if len(got) != len(shadows) {
+			t.Fatalf("got %d shadow results, want %d", len(got), len(shadows))
+		}
+		for i, want := range shadows {
+			g := got[i]
+			tensorsEqual(t, g.Outputs, want.Outputs)
+			if !g.Time.Equal(want.Time) {
+				t.Errorf("%s: Time = %v, want %v", want.Shadow, g.Time, want.Time)
+			}
+			g.Outputs, g.Time = want.Outputs, want.Time
+			if !reflect.DeepEqual(g, want) {
+				t.Errorf("got %+v,\nwant %+v", g, want)
+			}
+		}
+		var agreement, maxDiff float64
+		var primaryClass, shadowClass int64
+		err = db.ReadPool().QueryRowContext(ctx, `SELECT agreement, primary_class, shadow_class, max_abs_diff FROM shadow_results WHERE shadow = 'iris-v2'`).
+			Scan(&agreement, &primaryClass, &shadowClass, &maxDiff)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if agreement != 0 || primaryClass != 2 || shadowClass != 1 || maxDiff != 0.25 {
+			t.Errorf("comparison columns = %v %v %v %v, want 0 2 1 0.25", agreement, primaryClass, shadowClass, maxDiff)
+		}
+	})
+	t.Run("unknown", func(t *testing.T) {
+		_, err := db.Prediction(ctx, "nope")
+		if got, want := understudy.ErrorCode(err), understudy.ENOTFOUND; got != want {
+			t.Errorf("Prediction(unknown) code = %q (%v), want %q", got, err, want)
+		}
+		got, err := db.ShadowResults(ctx, "nope")
+		if err != nil || len(got) != 0 {
+			t.Errorf("ShadowResults(unknown) = %v, %v; want none", got, err)
+		}
+	})
+}
+
+// Ensure a request id already stored is ignored and counted, within one
+// batch and across batches, and that other shadows of the id are not.
+func TestDuplicates(t *testing.T) {
+	logs := &logBuffer{}
+	db, _ := openDB(t, sqlite.Options{Log: zerolog.New(logs)})
+	at := time.Now()
+	p, s := sqlite.SamplePair("dup", at)
+	db.WritePrediction(p)
+	db.WritePrediction(p)
+	db.WriteShadowResult(s)
+	flush(t, db)
+	db.WritePrediction(p)
+	db.WriteShadowResult(s)
+	other := *s
+	other.Version = "ffffffffffff"
+	db.WriteShadowResult(&other)
+	flush(t, db)
+
+	gotP, gotS := counts(t, db)
+	if gotP != 1 || gotS != 2 {
+		t.Errorf("counts = %d, %d; want 1, 2", gotP, gotS)
+	}
+	st := db.Stats()
+	for _, tt := range []struct {
+		name string
+		got  sqlite.TableStats
+		want sqlite.TableStats
+	}{
+		{"predictions", st.Predictions, sqlite.TableStats{Written: 1, Duplicate: 2}},
+		{"shadow results", st.ShadowResults, sqlite.TableStats{Written: 2, Duplicate: 1}},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s stats = %+v, want %+v", tt.name, tt.got, tt.want)
+		}
+	}
+	if logs.count("duplicate request id ignored") == 0 {
+		t.Errorf("no duplicate logged; log:\n%s", logs)
+	}
+}
+
+// Ensure N rows written and flushed are exactly N rows, whatever N is
+// relative to the batch size.
+func TestBatching(t *testing.T) {
+	for _, n := range []int{1, 99, 100, 101, 2500} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			db, _ := openDB(t, sqlite.Options{BatchSize: 100})
+			at := time.Now()
+			for i := range n {
+				p, s := sqlite.SamplePair(fmt.Sprint(i), at)
+				db.WritePrediction(p)
+				db.WriteShadowResult(s)
+			}
+			flush(t, db)
+			gotP, gotS := counts(t, db)
+			if gotP != int64(n) || gotS != int64(n) {
+				t.Errorf("counts = %d, %d; want %d, %d", gotP, gotS, n, n)
+			}
+			st := db.Stats()
+			if st.Predictions.Written != int64(n) || st.ShadowResults.Written != int64(n) {
+				t.Errorf("written = %d, %d; want %d", st.Predictions.Written, st.ShadowResults.Written, n)
+			}
+			if min := int64((2*n + 99) / 100); st.Batches < min {
+				t.Errorf("%d batches, want at least %d", st.Batches, min)
+			}
+		})
+	}
+}
+
+// Ensure Close commits everything queued, is safe to call twice, and counts
+// rows written after it as lost.
+func TestCloseDrains(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "understudy.db")
+	db, err := sqlite.Open(path, sqlite.Options{FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	at := time.Now()
+	for i := range n {
+		p, s := sqlite.SamplePair(fmt.Sprint(i), at)
+		db.WritePrediction(p)
+		db.WriteShadowResult(s)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	p, _ := sqlite.SamplePair("late", at)
+	db.WritePrediction(p)
+	if err := db.Flush(context.Background()); err != nil {
+		t.Errorf("Flush after Close: %v", err)
+	}
+	if got, want := db.Stats().Predictions, (sqlite.TableStats{Written: n, Lost: 1}); got != want {
+		t.Errorf("prediction stats = %+v, want %+v", got, want)
+	}
+
+	db, err = sqlite.Open(path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	gotP, gotS := counts(t, db)
+	if gotP != n || gotS != n {
+		t.Errorf("counts after reopen = %d, %d; want %d, %d", gotP, gotS, n, n)
+	}
+}
+
+// Ensure a full queue counts rows as lost and never blocks the caller, while
+// the writer is stuck behind another process's write lock.
+func TestQueueFull(t *testing.T) {
+	const queue, batch, total = 8, 4, 200
+	db, path := openDB(t, sqlite.Options{QueueSize: queue, BatchSize: batch, FlushInterval: time.Millisecond})
+	ctx := context.Background()
+
+	other, err := sql.Open("sqlite3", "file:"+path+"?_txlock=immediate&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lock, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("take the write lock: %v", err)
+	}
+	defer lock.Rollback()
+
+	at := time.Now()
+	var slowest time.Duration
+	for i := range total {
+		p, _ := sqlite.SamplePair(fmt.Sprint(i), at)
+		start := time.Now()
+		db.WritePrediction(p)
+		slowest = max(slowest, time.Since(start))
+	}
+	if slowest > 50*time.Millisecond {
+		t.Errorf("slowest WritePrediction took %v; want it never to block", slowest)
+	}
+	if got, want := db.Stats().QueueDepth, queue; got != want {
+		t.Errorf("queue depth = %d, want %d", got, want)
+	}
+	if got, want := db.Stats().Predictions.Lost, int64(total-queue-batch); got < want {
+		t.Errorf("lost = %d, want at least %d", got, want)
+	}
+
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, db)
+	st := db.Stats().Predictions
+	if got, want := st.Written+st.Lost, int64(total); got != want {
+		t.Errorf("written %d + lost %d = %d, want %d", st.Written, st.Lost, got, want)
+	}
+	if got, _ := counts(t, db); got != st.Written || got == 0 {
+		t.Errorf("%d rows stored, want written = %d > 0", got, st.Written)
+	}
+}
+
+// Ensure a full disk loses rows without blocking callers, logs at most one
+// line per interval, and that writes succeed again once there is room.
+func TestDiskFull(t *testing.T) {
+	logs := &logBuffer{}
+	db, _ := openDB(t, sqlite.Options{MaxPageCount: 40, Log: zerolog.New(logs)})
+	ctx := context.Background()
+	big := make([]float32, 500) // about 2 KiB of JSON per row
+	write := func(id string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		db.WritePrediction(&understudy.Prediction{ID: id, Model: "m", Version: "v", Status: "ok",
+			Inputs: map[string]*understudy.Tensor{"x": tensor(understudy.Float32, []int64{1, 500}, big)}})
+		took := time.Since(start)
+		flush(t, db)
+		return took
+	}
+
+	var slowest time.Duration
+	i := 0
+	for ; db.Stats().Predictions.Lost == 0; i++ {
+		if i == 1000 {
+			t.Fatal("the database never filled up")
+		}
+		slowest = max(slowest, write(fmt.Sprint(i)))
+	}
+	for range 5 {
+		i++
+		slowest = max(slowest, write(fmt.Sprint(i)))
+	}
+	if slowest > 50*time.Millisecond {
+		t.Errorf("slowest WritePrediction took %v; want it never to block", slowest)
+	}
+	st := db.Stats()
+	if got, want := st.Predictions.Lost, int64(6); got != want {
+		t.Errorf("lost = %d, want %d", got, want)
+	}
+	if got, want := st.FailedBatches, int64(6); got != want {
+		t.Errorf("failed batches = %d, want %d", got, want)
+	}
+	if got, want := logs.count("store write failed"), 1; got != want {
+		t.Errorf("%d failure lines logged, want %d (rate limited); log:\n%s", got, want, logs)
+	}
+	if !strings.Contains(logs.String(), "database or disk is full") {
+		t.Errorf("log does not name the error:\n%s", logs)
+	}
+
+	if _, err := db.WritePool().ExecContext(ctx, `PRAGMA max_page_count = 1000000`); err != nil {
+		t.Fatal(err)
+	}
+	write("after")
+	if _, err := db.Prediction(ctx, "after"); err != nil {
+		t.Errorf("Prediction after the disk recovered: %v", err)
+	}
+	if got, want := db.Stats().Predictions.Written, st.Predictions.Written+1; got != want {
+		t.Errorf("written = %d, want %d", got, want)
+	}
+	if logs.count("store writes succeed again") != 1 {
+		t.Errorf("recovery not logged:\n%s", logs)
+	}
+}
+
+// Ensure labels attach to stored predictions, refuse unknown ids without
+// changing anything, report replaced labels, and find a prediction written
+// just before without an explicit flush.
+func TestSetLabels(t *testing.T) {
+	now := time.Unix(1_750_000_000, 0)
+	db, _ := openDB(t, sqlite.Options{FlushInterval: time.Hour, Now: func() time.Time { return now }})
+	ctx := context.Background()
+	for _, id := range []string{"a", "b"} {
+		p, _ := sqlite.SamplePair(id, now)
+		db.WritePrediction(p)
+	}
+	label := func(id string) *float64 {
+		t.Helper()
+		p, err := db.Prediction(ctx, id)
+		if err != nil {
+			t.Fatalf("Prediction(%s): %v", id, err)
+		}
+		return p.Label
+	}
+
+	tests := []struct {
+		name     string
+		labels   []understudy.Label
+		code     string
+		replaced []understudy.Label
+		after    map[string]*float64
+	}{
+		{"first labels", []understudy.Label{{ID: "a", Value: 1}}, "", nil, map[string]*float64{"a": f64(1), "b": nil}},
+		{"unknown id changes nothing", []understudy.Label{{ID: "b", Value: 2}, {ID: "zzz", Value: 2}}, understudy.ENOTFOUND, nil,
+			map[string]*float64{"a": f64(1), "b": nil}},
+		{"replace", []understudy.Label{{ID: "a", Value: 2}, {ID: "b", Value: 0.5}}, "",
+			[]understudy.Label{{ID: "a", Value: 2, Previous: f64(1)}}, map[string]*float64{"a": f64(2), "b": f64(0.5)}},
+		{"same value is no replacement", []understudy.Label{{ID: "a", Value: 2}}, "", nil, map[string]*float64{"a": f64(2)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			replaced, err := db.SetLabels(ctx, tt.labels)
+			if got := understudy.ErrorCode(err); got != tt.code {
+				t.Fatalf("SetLabels error = %v, want code %q", err, tt.code)
+			}
+			if err != nil && !strings.Contains(understudy.ErrorMessage(err), `"zzz"`) {
+				t.Errorf("error %q does not name the unknown id", understudy.ErrorMessage(err))
+			}
+			if !reflect.DeepEqual(replaced, tt.replaced) {
+				t.Errorf("replaced = %+v, want %+v", replaced, tt.replaced)
+			}
+			for id, want := range tt.after {
+				if got := label(id); !reflect.DeepEqual(got, want) {
+					t.Errorf("label of %s = %v, want %v", id, got, want)
+				}
+			}
+		})
+	}
+
+	t.Run("right after the prediction", func(t *testing.T) {
+		p, _ := sqlite.SamplePair("c", now)
+		db.WritePrediction(p)
+		if _, err := db.SetLabels(ctx, []understudy.Label{{ID: "c", Value: 0}}); err != nil {
+			t.Fatalf("SetLabels: %v", err)
+		}
+		got, err := db.Prediction(ctx, "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Label == nil || *got.Label != 0 || !got.LabelTime.Equal(now) {
+			t.Errorf("label = %v at %v, want 0 at %v", got.Label, got.LabelTime, now)
+		}
+	})
+}
+
+// Ensure skip counters add up per shadow, version and minute.
+func TestSkips(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{})
+	ctx := context.Background()
+	minute := time.Unix(1_750_000_020, 0)
+	db.CountSkips("s", "v1", minute, 1, 0)
+	db.CountSkips("s", "v1", minute.Add(30*time.Second), 2, 1)
+	db.CountSkips("s", "v2", minute, 0, 4)
+	db.CountSkips("s", "v1", minute.Add(time.Hour), 10, 0)
+	db.CountSkips("other", "v1", minute, 100, 100)
+	db.CountSkips("s", "v1", minute, 0, 0) // nothing to count
+	flush(t, db)
+	db.CountSkips("s", "v1", minute, 1000, 0)
+	flush(t, db)
+
+	tests := []struct {
+		shadow              string
+		sampledOut, dropped int64
+	}{
+		{"s", 1013, 5},
+		{"other", 100, 100},
+		{"none", 0, 0},
+	}
+	for _, tt := range tests {
+		sampledOut, dropped, err := db.Skips(ctx, tt.shadow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sampledOut != tt.sampledOut || dropped != tt.dropped {
+			t.Errorf("Skips(%s) = %d, %d; want %d, %d", tt.shadow, sampledOut, dropped, tt.sampledOut, tt.dropped)
+		}
+	}
+	if got, want := queryInt(t, db.ReadPool(), `SELECT count(*) FROM shadow_skips`), int64(4); got != want {
+		t.Errorf("%d skip rows, want %d (one per shadow, version and minute)", got, want)
+	}
+	if got, want := db.Stats().Skips.Written, int64(6); got != want {
+		t.Errorf("skips written = %d, want %d", got, want)
+	}
+}
+
+// Ensure a model version is recorded once, with its first sighting kept and
+// its last one bumped.
+func TestRecordModel(t *testing.T) {
+	now := time.UnixMicro(1_750_000_000_000_000)
+	clock := now
+	db, _ := openDB(t, sqlite.Options{Now: func() time.Time { return clock }})
+	ctx := context.Background()
+	sig := &understudy.Signature{Inputs: []understudy.TensorInfo{{Name: "input", DType: understudy.Float32, Dims: []int64{-1, 4}}}}
+	m := understudy.ModelInfo{Name: "iris", Version: "0123456789ab", SHA256: "0123456789ab" + strings.Repeat("0", 52), File: "iris.onnx", Size: 1234,
+		Signature: sig, Metadata: &understudy.Metadata{Producer: "test", Version: 3}}
+	if err := db.RecordModel(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	clock = now.Add(time.Hour)
+	m.File = "renamed.onnx"
+	if err := db.RecordModel(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	m2 := m
+	m2.Version = "ffffffffffff"
+	if err := db.RecordModel(ctx, m2); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordModel(ctx, understudy.ModelInfo{Name: "broken"}); understudy.ErrorCode(err) != understudy.EINVALID {
+		t.Errorf("RecordModel without a version = %v, want EINVALID", err)
+	}
+
+	got, err := db.Models(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []sqlite.ModelRecord{
+		{Name: "iris", Version: "0123456789ab", SHA256: m.SHA256, File: "renamed.onnx", Size: 1234, Signature: sig, Metadata: m.Metadata,
+			FirstSeen: now, LastSeen: now.Add(time.Hour)},
+		{Name: "iris", Version: "ffffffffffff", SHA256: m.SHA256, File: "renamed.onnx", Size: 1234, Signature: sig, Metadata: m.Metadata,
+			FirstSeen: now.Add(time.Hour), LastSeen: now.Add(time.Hour)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d models, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.FirstSeen.Equal(w.FirstSeen) || !g.LastSeen.Equal(w.LastSeen) {
+			t.Errorf("model %d seen %v..%v, want %v..%v", i, g.FirstSeen, g.LastSeen, w.FirstSeen, w.LastSeen)
+		}
+		g.FirstSeen, g.LastSeen = w.FirstSeen, w.LastSeen
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("model %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// Ensure retention deletes the rows older than RetainDays or beyond the
+// newest RetainRows, and nothing else.
+func TestRetention(t *testing.T) {
+	now := time.Unix(1_750_000_000, 0)
+	day := 24 * time.Hour
+	tests := []struct {
+		name        string
+		opts        sqlite.Options
+		ages        []time.Duration // one pair per age
+		deleted     int64
+		keptIDs     []int // indexes into ages
+		skipMinutes int64 // skip rows left
+	}{
+		{"by days", sqlite.Options{RetainDays: 3}, []time.Duration{10 * day, 5 * day, 2 * day, time.Hour, 0}, 2*2 + 2, []int{2, 3, 4}, 3},
+		{"by rows", sqlite.Options{RetainRows: 2}, []time.Duration{3 * time.Hour, time.Hour, 10 * day, 2 * day, 0}, 3 * 2, []int{1, 4}, 5},
+		{"by both", sqlite.Options{RetainDays: 3, RetainRows: 2}, []time.Duration{10 * day, 0, time.Hour, 5 * day, 2 * day}, 3*2 + 2, []int{1, 2}, 3},
+		{"keep all", sqlite.Options{}, []time.Duration{10 * day, 0}, 0, []int{0, 1}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.opts.Now = func() time.Time { return now }
+			tt.opts.RetentionInterval = time.Hour
+			db, _ := openDB(t, tt.opts)
+			ctx := context.Background()
+			for i, age := range tt.ages {
+				p, s := sqlite.SamplePair(fmt.Sprint(i), now.Add(-age))
+				db.WritePrediction(p)
+				db.WriteShadowResult(s)
+				db.CountSkips("s", "v", now.Add(-age), 1, 0)
+				flush(t, db)
+			}
+			deleted, err := db.ApplyRetention(ctx)
+			if err != nil {
+				t.Fatalf("ApplyRetention: %v", err)
+			}
+			if deleted != tt.deleted {
+				t.Errorf("deleted %d rows, want %d", deleted, tt.deleted)
+			}
+			for i := range tt.ages {
+				_, err := db.Prediction(ctx, fmt.Sprint(i))
+				s, serr := db.ShadowResults(ctx, fmt.Sprint(i))
+				if serr != nil {
+					t.Fatal(serr)
+				}
+				kept := slicesContains(tt.keptIDs, i)
+				if got := err == nil; got != kept {
+					t.Errorf("prediction %d kept = %v, want %v", i, got, kept)
+				}
+				if got := len(s) == 1; got != kept {
+					t.Errorf("shadow result %d kept = %v, want %v", i, got, kept)
+				}
+			}
+			if got := queryInt(t, db.ReadPool(), `SELECT count(*) FROM shadow_skips`); got != tt.skipMinutes {
+				t.Errorf("%d skip rows left, want %d", got, tt.skipMinutes)
+			}
+		})
+	}
+}
+
+func slicesContains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Ensure retention deletes more rows than one chunk holds, and that the
+// background goroutine applies it on its own.
+func TestRetentionChunksInBackground(t *testing.T) {
+	now := time.Unix(1_750_000_000, 0)
+	db, _ := openDB(t, sqlite.Options{RetainDays: 1, RetentionInterval: 20 * time.Millisecond, Now: func() time.Time { return now }})
+	const old, fresh = 4500, 10
+	for i := range old + fresh {
+		at := now.Add(-48 * time.Hour)
+		if i >= old {
+			at = now
+		}
+		p, s := sqlite.SamplePair(fmt.Sprint(i), at)
+		db.WritePrediction(p)
+		db.WriteShadowResult(s)
+	}
+	flush(t, db)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, s := counts(t, db)
+		if p == fresh && s == fresh {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts = %d, %d after 10 s; want %d, %d", p, s, fresh, fresh)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := db.Stats()
+	if st.Predictions.Deleted != old || st.ShadowResults.Deleted != old {
+		t.Errorf("deleted = %d, %d; want %d", st.Predictions.Deleted, st.ShadowResults.Deleted, old)
+	}
+}

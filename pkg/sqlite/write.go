@@ -1,0 +1,447 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// Rows are encoded by the caller rather than by the writer: the callers run
+// in parallel while the writer is the one bottleneck, and the row then holds
+// a snapshot that does not change if the caller reuses its tensors.
+
+type predRow struct {
+	id, model, version string
+	timeUS, latencyUS  int64
+	inputs             sql.NullString
+	inputsSHA256       string
+	inputsSize         int
+	outputs            sql.NullString
+	status, err        string
+}
+
+type shadowRow struct {
+	id, shadow, version, primary, primaryVersion string
+	timeUS, latencyUS                            int64
+	outputs                                      sql.NullString
+	status, err                                  string
+	agreement, maxAbsDiff, meanAbsDiff           sql.NullFloat64
+	primaryClass, shadowClass                    sql.NullInt64
+	comparison                                   string
+}
+
+type skipKey struct {
+	shadow, version string
+	minute          int64
+}
+
+type skipRow struct {
+	skipKey
+	sampledOut, dropped int64
+}
+
+// flushReq is closed by the writer once everything queued before it is
+// committed or counted lost.
+type flushReq chan struct{}
+
+// WritePrediction queues a prediction for writing. It never blocks: when the
+// queue is full or the store is closed the row is counted as lost.
+func (db *DB) WritePrediction(p *understudy.Prediction) {
+	db.enqueue(db.predRow(p), &db.preds)
+}
+
+func (db *DB) predRow(p *understudy.Prediction) *predRow {
+	in := EncodeTensors(p.Inputs)
+	sum := sha256.Sum256(in)
+	r := &predRow{
+		id:           p.ID,
+		model:        p.Model,
+		version:      p.Version,
+		timeUS:       db.micros(p.Time),
+		latencyUS:    p.Latency.Microseconds(),
+		inputsSHA256: hex.EncodeToString(sum[:]),
+		inputsSize:   len(in),
+		status:       p.Status,
+		err:          p.Error,
+	}
+	if db.opts.InputCap >= 0 && len(in) <= db.opts.InputCap {
+		r.inputs = sql.NullString{String: string(in), Valid: true}
+	}
+	if p.Outputs != nil {
+		r.outputs = sql.NullString{String: string(EncodeTensors(p.Outputs)), Valid: true}
+	}
+	return r
+}
+
+// WriteShadowResult queues a shadow result for writing. It never blocks.
+func (db *DB) WriteShadowResult(s *understudy.ShadowResult) {
+	db.enqueue(db.shadowRow(s), &db.shadows)
+}
+
+func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
+	c := &s.Compare
+	r := &shadowRow{
+		id:             s.RequestID,
+		shadow:         s.Shadow,
+		version:        s.Version,
+		primary:        s.Primary,
+		primaryVersion: s.PrimaryVersion,
+		timeUS:         db.micros(s.Time),
+		latencyUS:      s.Latency.Microseconds(),
+		status:         s.Status,
+		err:            s.Error,
+		agreement:      nullFloat(c.Agreement),
+		maxAbsDiff:     nullFloat(c.MaxAbsDiff),
+		meanAbsDiff:    nullFloat(c.MeanAbsDiff),
+		primaryClass:   nullInt(c.PrimaryClass),
+		shadowClass:    nullInt(c.ShadowClass),
+	}
+	if s.Outputs != nil {
+		r.outputs = sql.NullString{String: string(EncodeTensors(s.Outputs)), Valid: true}
+	}
+	r.comparison = string(marshalComparison(c))
+	return r
+}
+
+// marshalComparison encodes c as JSON. JSON has no NaN or infinity, so a
+// comparison holding one is written with those fields left out; the REAL
+// columns still hold them.
+func marshalComparison(c *understudy.Comparison) []byte {
+	if b, err := json.Marshal(c); err == nil {
+		return b
+	}
+	finite := func(f *float64) *float64 {
+		if f == nil || math.IsNaN(*f) || math.IsInf(*f, 0) {
+			return nil
+		}
+		return f
+	}
+	cc := *c
+	cc.Agreement, cc.MaxAbsDiff, cc.MeanAbsDiff = finite(c.Agreement), finite(c.MaxAbsDiff), finite(c.MeanAbsDiff)
+	cc.Outputs = slices.Clone(c.Outputs)
+	for i := range cc.Outputs {
+		o := &cc.Outputs[i]
+		o.MaxAbsDiff, o.MeanAbsDiff = finite(o.MaxAbsDiff), finite(o.MeanAbsDiff)
+	}
+	b, err := json.Marshal(&cc)
+	if err != nil {
+		return []byte("null")
+	}
+	return b
+}
+
+// CountSkips adds sampled-out and dropped jobs of one shadow to its counters
+// for the minute of at. It never blocks.
+func (db *DB) CountSkips(shadow, version string, at time.Time, sampledOut, dropped int64) {
+	if sampledOut == 0 && dropped == 0 {
+		return
+	}
+	db.enqueue(&skipRow{skipKey{shadow, version, at.Unix() / 60}, sampledOut, dropped}, &db.skips)
+}
+
+func (db *DB) enqueue(row any, c *tableCounters) {
+	db.senders.Add(1)
+	defer db.senders.Add(-1)
+	if db.closed.Load() {
+		c.lost.Add(1)
+		return
+	}
+	select {
+	case db.queue <- row:
+	default:
+		c.lost.Add(1)
+	}
+}
+
+func (db *DB) micros(t time.Time) int64 {
+	if t.IsZero() {
+		t = db.opts.Now()
+	}
+	return t.UnixMicro()
+}
+
+func nullFloat(f *float64) sql.NullFloat64 {
+	if f == nil {
+		return sql.NullFloat64{}
+	}
+	return sql.NullFloat64{Float64: *f, Valid: true}
+}
+
+func nullInt(i *int64) sql.NullInt64 {
+	if i == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: *i, Valid: true}
+}
+
+// Flush waits until every row queued before the call is committed or
+// counted lost, or until ctx is done.
+func (db *DB) Flush(ctx context.Context) error {
+	if db.closed.Load() {
+		select {
+		case <-db.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f := make(flushReq)
+	select {
+	case db.queue <- f:
+	case <-db.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-f:
+		return nil
+	case <-db.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// batch is what the writer commits in one transaction.
+type batch struct {
+	preds    []*predRow
+	shadows  []*shadowRow
+	skips    map[skipKey]*skipRow // summed, so a burst of skips is one upsert
+	skipRows int64
+	flushes  []flushReq
+}
+
+func (b *batch) rows() int { return len(b.preds) + len(b.shadows) + int(b.skipRows) }
+
+func (b *batch) add(it any) {
+	switch r := it.(type) {
+	case *predRow:
+		b.preds = append(b.preds, r)
+	case *shadowRow:
+		b.shadows = append(b.shadows, r)
+	case *skipRow:
+		b.skipRows++
+		if s, ok := b.skips[r.skipKey]; ok {
+			s.sampledOut += r.sampledOut
+			s.dropped += r.dropped
+		} else {
+			b.skips[r.skipKey] = r
+		}
+	case flushReq:
+		b.flushes = append(b.flushes, r)
+	}
+}
+
+func (b *batch) reset() {
+	clear(b.preds)
+	clear(b.shadows)
+	clear(b.flushes)
+	clear(b.skips)
+	b.preds, b.shadows, b.flushes, b.skipRows = b.preds[:0], b.shadows[:0], b.flushes[:0], 0
+}
+
+// run is the writer: it collects rows until the batch is full, the flush
+// interval has passed since its first row, or someone waits in Flush, and
+// commits them in one transaction.
+func (db *DB) run() {
+	defer close(db.done)
+	b := &batch{skips: map[skipKey]*skipRow{}}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case it := <-db.queue:
+			b.add(it)
+		case <-db.quit:
+			db.drain(b)
+			return
+		}
+		timer.Reset(db.opts.FlushInterval)
+	collect:
+		for b.rows() < db.opts.BatchSize && len(b.flushes) == 0 {
+			select {
+			case it := <-db.queue:
+				b.add(it)
+			case <-timer.C:
+				break collect
+			case <-db.quit:
+				break collect
+			}
+		}
+		timer.Stop()
+		db.commit(b)
+	}
+}
+
+// drain commits everything left in the queue; Close guarantees that nothing
+// is added any more.
+func (db *DB) drain(b *batch) {
+	for {
+		select {
+		case it := <-db.queue:
+			b.add(it)
+			if b.rows() >= db.opts.BatchSize {
+				db.commit(b)
+			}
+		default:
+			db.commit(b)
+			return
+		}
+	}
+}
+
+// commit writes b, counts every row as written, duplicate or lost, releases
+// the flushes waiting on it and resets it.
+func (db *DB) commit(b *batch) {
+	defer b.reset()
+	defer func() {
+		for _, f := range b.flushes {
+			close(f)
+		}
+	}()
+	if b.rows() == 0 {
+		return
+	}
+	defer func() {
+		// The store must never take the server down.
+		if v := recover(); v != nil {
+			db.fail(b, fmt.Errorf("panic: %v", v))
+		}
+	}()
+	var n batchCounts
+	if err := db.exec(b, &n); err != nil {
+		db.fail(b, err)
+		return
+	}
+	db.batches.Add(1)
+	db.preds.written.Add(n.preds.written)
+	db.preds.duplicate.Add(n.preds.duplicate)
+	db.preds.lost.Add(n.preds.lost)
+	db.shadows.written.Add(n.shadows.written)
+	db.shadows.duplicate.Add(n.shadows.duplicate)
+	db.shadows.lost.Add(n.shadows.lost)
+	db.skips.written.Add(b.skipRows)
+	if db.failing {
+		db.failing = false
+		if ok, _ := db.recoverLog.allow(); ok {
+			db.log.Info().Msg("store writes succeed again")
+		}
+	}
+}
+
+type batchCounts struct {
+	preds, shadows struct{ written, duplicate, lost int64 }
+}
+
+// fail counts every row of a batch that could not be committed as lost.
+func (db *DB) fail(b *batch, err error) {
+	db.batches.Add(1)
+	db.failedBatches.Add(1)
+	db.preds.lost.Add(int64(len(b.preds)))
+	db.shadows.lost.Add(int64(len(b.shadows)))
+	db.skips.lost.Add(b.skipRows)
+	db.failing = true
+	if ok, suppressed := db.failLog.allow(); ok {
+		db.log.Error().Err(err).Int("lost_rows", b.rows()).Int64("suppressed_errors", suppressed).
+			Msg("store write failed; rows lost")
+	}
+}
+
+// rowError reports whether err concerns one row only, so that the rest of
+// its batch can still be committed. Anything else (disk full, I/O error,
+// read-only database, busy) fails the whole batch.
+func rowError(err error) bool {
+	var e sqlite3.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
+		return true
+	}
+	return false
+}
+
+func (db *DB) exec(b *batch, n *batchCounts) (err error) {
+	ctx := context.Background()
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	// A no-op after Commit; after a failure SQLite may have rolled back
+	// already, so its error says nothing.
+	defer func() { _ = tx.Rollback() }()
+	rowFailed := func(table, id string, err error) {
+		if ok, suppressed := db.failLog.allow(); ok {
+			db.log.Error().Err(err).Str("table", table).Str("request_id", id).Int64("suppressed_errors", suppressed).
+				Msg("store could not write a row; row lost")
+		}
+	}
+	dup := func(table, id string) {
+		if ok, suppressed := db.dupLog.allow(); ok {
+			db.log.Warn().Str("table", table).Str("request_id", id).Int64("suppressed", suppressed).
+				Msg("duplicate request id ignored")
+		}
+	}
+	if len(b.preds) > 0 {
+		st := tx.StmtContext(ctx, db.insPred)
+		for _, r := range b.preds {
+			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err)
+			if err != nil {
+				if !rowError(err) {
+					return fmt.Errorf("insert prediction: %w", err)
+				}
+				n.preds.lost++
+				rowFailed("predictions", r.id, err)
+			} else if k, _ := res.RowsAffected(); k == 0 {
+				n.preds.duplicate++
+				dup("predictions", r.id)
+			} else {
+				n.preds.written++
+			}
+		}
+	}
+	if len(b.shadows) > 0 {
+		st := tx.StmtContext(ctx, db.insShadow)
+		for _, r := range b.shadows {
+			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.shadow, r.version, r.primary, r.primaryVersion, r.outputs, r.latencyUS, r.status, r.err,
+				r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison)
+			if err != nil {
+				if !rowError(err) {
+					return fmt.Errorf("insert shadow result: %w", err)
+				}
+				n.shadows.lost++
+				rowFailed("shadow_results", r.id, err)
+			} else if k, _ := res.RowsAffected(); k == 0 {
+				n.shadows.duplicate++
+				dup("shadow_results", r.id)
+			} else {
+				n.shadows.written++
+			}
+		}
+	}
+	if len(b.skips) > 0 {
+		st := tx.StmtContext(ctx, db.upsertSkip)
+		for _, r := range b.skips {
+			if _, err := st.ExecContext(ctx, r.shadow, r.version, r.minute, r.sampledOut, r.dropped); err != nil {
+				return fmt.Errorf("upsert skips: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
