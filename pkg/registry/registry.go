@@ -1,6 +1,7 @@
 // Package registry owns the set of loaded models: which one is the primary,
-// which are shadows, and which files failed. Models are reference-counted so
-// that a session is never closed in the middle of a run.
+// which are shadows, and which files failed. It watches the models directory,
+// loads new files in the background, and promotes and rolls back. Models are
+// reference-counted so that a session is never closed in the middle of a run.
 package registry
 
 import (
@@ -28,23 +29,32 @@ type Loader func(data []byte) (*understudy.LoadedModel, error)
 // Settings control how a model is shadowed.
 type Settings struct {
 	// Sampling is the share of requests mirrored to the shadow, 0 to 1.
-	Sampling float64 `json:"sampling"`
+	Sampling float64
 	// Timeout bounds one shadow run.
-	Timeout time.Duration `json:"-"`
+	Timeout time.Duration
 	// Paused stops mirroring without unloading the model.
-	Paused bool `json:"paused"`
+	Paused bool
+}
+
+func (s Settings) persisted() understudy.ShadowSettings {
+	return understudy.ShadowSettings{Sampling: s.Sampling, TimeoutMS: s.Timeout.Milliseconds(), Paused: s.Paused}
+}
+
+func fromPersisted(s understudy.ShadowSettings) Settings {
+	return Settings{Sampling: s.Sampling, Timeout: time.Duration(s.TimeoutMS) * time.Millisecond, Paused: s.Paused}
 }
 
 // Model is one loaded version of a model file.
 type Model struct {
 	understudy.ServingModel
 	settings atomic.Pointer[Settings]
-	info     understudy.ModelInfo
+	info     understudy.ModelInfo // guarded by the registry's mu once registered
 	// refs counts the registry's own reference plus one per in-flight use;
 	// the session closes when it drops to zero.
-	refs   atomic.Int64
-	log    zerolog.Logger
-	closed func()
+	refs    atomic.Int64
+	log     zerolog.Logger
+	closed  func()
+	retired bool
 }
 
 // NewModel wraps a runner as a model that is not in any registry, with the
@@ -89,14 +99,27 @@ func (m *Model) Settings() Settings { return *m.settings.Load() }
 // SetSettings replaces the model's shadow settings.
 func (m *Model) SetSettings(s Settings) { m.settings.Store(&s) }
 
-// Info returns what is known about the model.
-func (m *Model) Info() understudy.ModelInfo { return m.info }
+// Ref names the model's version.
+func (m *Model) Ref() understudy.ModelRef {
+	return understudy.ModelRef{Name: m.Name, Version: m.Version}
+}
 
 // snapshot is the immutable serving state; request handlers load it without
 // taking a lock.
 type snapshot struct {
 	primary *Model
 	shadows []*Model
+}
+
+// fileState is what the registry knows about one model file on disk.
+type fileState struct {
+	size    int64
+	mtime   time.Time
+	stable  time.Time // when size and mtime were first seen as they are now
+	pending bool      // changed since the last load attempt
+	loading bool
+	sha     string // content of the last load attempt
+	failed  *understudy.ModelInfo
 }
 
 // Registry is the set of models loaded from one directory.
@@ -106,14 +129,32 @@ type Registry struct {
 	Log    zerolog.Logger
 	Now    func() time.Time
 	Warmup bool
-	// Defaults are the shadow settings of a newly loaded model.
+	// Defaults are the shadow settings of a model with none of its own.
 	Defaults Settings
+	// Settle is how long a new or changed file's size and modification
+	// time must stay the same before it is loaded, so that a file still
+	// being copied is never read half-written.
+	Settle time.Duration
+	// Rescan is the period of the full directory scan that backs up file
+	// events, which can be missed (network filesystems, watch limits).
+	Rescan time.Duration
+	// OnEvent receives every lifecycle event, for storage.
+	OnEvent func(understudy.Event)
+	// OnDeploy receives the deployment whenever it changes, for storage.
+	OnDeploy func(understudy.Deployment)
+	// OnModel receives each model version when it is loaded, for storage.
+	OnModel func(understudy.ModelInfo)
 
-	mu     sync.Mutex
-	models map[string]*Model               // by name
-	files  map[string]understudy.ModelInfo // failed or incompatible files, by name
-	state  atomic.Pointer[snapshot]
-	open   sync.WaitGroup // one per session not yet closed
+	mu       sync.Mutex
+	models   []*Model              // loaded versions
+	files    map[string]*fileState // by name
+	primary  *Model
+	previous []*Model           // rollback stack, newest last
+	settings map[string]Settings // by name
+	state    atomic.Pointer[snapshot]
+	open     sync.WaitGroup // one per session not yet closed
+	loads    sync.WaitGroup // background loads
+	closed   bool
 }
 
 // New returns a registry for dir that loads files with load.
@@ -121,8 +162,10 @@ func New(dir string, load Loader, log zerolog.Logger) *Registry {
 	return &Registry{
 		Dir: dir, Load: load, Log: log, Now: time.Now, Warmup: true,
 		Defaults: Settings{Sampling: 1, Timeout: 5 * time.Second},
-		models: map[string]*Model{},
-		files:  map[string]understudy.ModelInfo{},
+		Settle:   time.Second,
+		Rescan:   5 * time.Second,
+		files:    map[string]*fileState{},
+		settings: map[string]Settings{},
 	}
 }
 
@@ -134,12 +177,56 @@ func ModelName(file string) (string, bool) {
 		return "", false
 	}
 	name := strings.TrimSuffix(base, ".onnx")
-	return name, name != ""
+	return name, ValidName(name)
+}
+
+// ValidName reports whether name can be a model name: a plain file stem
+// that cannot reach outside the models directory.
+func ValidName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > 200 {
+		return false
+	}
+	return !strings.ContainsAny(name, "/\\\x00")
+}
+
+func (r *Registry) event(kind, name, version, actor, detail string) {
+	ev := understudy.Event{Time: r.Now(), Kind: kind, Model: name, Version: version, Actor: actor, Detail: detail}
+	if r.OnEvent != nil {
+		r.OnEvent(ev)
+	}
+}
+
+// deployment returns the state to persist. r.mu must be held.
+func (r *Registry) deployment() understudy.Deployment {
+	d := understudy.Deployment{Settings: map[string]understudy.ShadowSettings{}}
+	if r.primary != nil {
+		d.Primary = r.primary.Ref()
+	}
+	for _, m := range r.previous {
+		d.Previous = append(d.Previous, m.Ref())
+	}
+	for name, s := range r.settings {
+		d.Settings[name] = s.persisted()
+	}
+	return d
+}
+
+func (r *Registry) deployed() {
+	if r.OnDeploy != nil {
+		r.OnDeploy(r.deployment())
+	}
 }
 
 // LoadDir loads every model file in the directory and picks the primary:
-// preferred if given, else the only model, else the oldest file.
-func (r *Registry) LoadDir(preferred string) error {
+// the persisted one if its version is still on disk, else preferred if
+// given, else the only model, else the oldest file. Persisted settings and
+// the rollback stack are restored.
+func (r *Registry) LoadDir(preferred string, persisted *understudy.Deployment) error {
+	if persisted != nil {
+		for name, s := range persisted.Settings {
+			r.settings[name] = fromPersisted(s)
+		}
+	}
 	entries, err := os.ReadDir(r.Dir)
 	if err != nil {
 		return fmt.Errorf("read models directory: %w", err)
@@ -154,50 +241,81 @@ func (r *Registry) LoadDir(preferred string) error {
 		r.Log.Warn().Str("dir", r.Dir).Msg("no *.onnx files in the models directory; /predict answers 503 until one is added")
 	}
 	for _, name := range names {
-		m, info := r.loadFile(name)
-		r.mu.Lock()
-		if m != nil {
-			r.models[name] = m
-		} else {
-			r.files[name] = info
+		st, err := os.Stat(filepath.Join(r.Dir, name+".onnx"))
+		if err != nil || !st.Mode().IsRegular() {
+			continue
 		}
-		r.mu.Unlock()
+		fs := &fileState{size: st.Size(), mtime: st.ModTime(), stable: r.Now()}
+		r.files[name] = fs
+		r.loadFile(name, fs, "startup")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	primary, why, err := r.choosePrimary(preferred)
+	primary, why, err := r.choosePrimary(preferred, persisted)
 	if err != nil {
 		return err
 	}
+	r.primary = primary
 	if primary != nil {
 		r.Log.Info().Str("model", primary.Name).Str("version", primary.Version).Str("reason", why).Msg("primary selected")
 	}
-	r.publish(primary)
+	if persisted != nil {
+		for _, ref := range persisted.Previous {
+			if m := r.find(ref.Name, ref.Version); m != nil && m != primary {
+				r.previous = append(r.previous, m)
+			}
+		}
+	}
+	r.publish()
+	r.deployed()
 	return nil
 }
 
-func (r *Registry) choosePrimary(preferred string) (*Model, string, error) {
+// find returns the loaded model with that name and version ("" = newest).
+// r.mu must be held.
+func (r *Registry) find(name, version string) *Model {
+	var best *Model
+	for _, m := range r.models {
+		if m.Name != name || (version != "" && m.Version != version) {
+			continue
+		}
+		if best == nil || m.info.LoadedAt.After(best.info.LoadedAt) {
+			best = m
+		}
+	}
+	return best
+}
+
+func (r *Registry) choosePrimary(preferred string, persisted *understudy.Deployment) (*Model, string, error) {
+	if persisted != nil && persisted.Primary.Name != "" {
+		if m := r.find(persisted.Primary.Name, persisted.Primary.Version); m != nil {
+			return m, "restored from the database", nil
+		}
+		detail := fmt.Sprintf("the persisted primary %s@%s is no longer in %s; falling back to --primary or the oldest file",
+			persisted.Primary.Name, persisted.Primary.Version, r.Dir)
+		r.Log.Error().Str("model", persisted.Primary.Name).Str("version", persisted.Primary.Version).Msg(detail)
+		r.event(understudy.EventFallback, persisted.Primary.Name, persisted.Primary.Version, "startup", detail)
+	}
 	if preferred != "" {
-		if m, ok := r.models[preferred]; ok {
+		if m := r.find(preferred, ""); m != nil {
 			return m, "--primary", nil
 		}
-		if info, ok := r.files[preferred]; ok {
-			return nil, "", fmt.Errorf("primary model %q failed to load: %s", preferred, info.Error)
+		if fs, ok := r.files[preferred]; ok && fs.failed != nil {
+			return nil, "", fmt.Errorf("primary model %q failed to load: %s", preferred, fs.failed.Error)
 		}
 		return nil, "", fmt.Errorf("primary model %q: no file %s.onnx in %s", preferred, preferred, r.Dir)
 	}
 	if len(r.models) == 0 {
 		return nil, "", nil
 	}
-	all := make([]*Model, 0, len(r.models))
-	for _, m := range r.models {
-		all = append(all, m)
-	}
+	all := append([]*Model(nil), r.models...)
 	if len(all) == 1 {
 		return all[0], "the only model", nil
 	}
 	sort.Slice(all, func(i, j int) bool {
-		a, b := all[i].info.ModTime, all[j].info.ModTime
+		// Whole seconds, so that files written together (a git checkout)
+		// fall back to name order instead of nanosecond accidents.
+		a, b := all[i].info.ModTime.Truncate(time.Second), all[j].info.ModTime.Truncate(time.Second)
 		if !a.Equal(b) {
 			return a.Before(b)
 		}
@@ -208,24 +326,25 @@ func (r *Registry) choosePrimary(preferred string) (*Model, string, error) {
 
 // publish recomputes roles against the primary and swaps in a new snapshot.
 // r.mu must be held.
-func (r *Registry) publish(primary *Model) {
-	s := &snapshot{primary: primary}
-	names := make([]string, 0, len(r.models))
-	for name := range r.models {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		m := r.models[name]
+func (r *Registry) publish() {
+	s := &snapshot{primary: r.primary}
+	sort.Slice(r.models, func(i, j int) bool {
+		if r.models[i].Name != r.models[j].Name {
+			return r.models[i].Name < r.models[j].Name
+		}
+		return r.models[i].info.LoadedAt.Before(r.models[j].info.LoadedAt)
+	})
+	for _, m := range r.models {
 		switch {
-		case m == primary:
+		case m == r.primary:
 			m.info.Role, m.info.Reason = understudy.RolePrimary, ""
-		case primary == nil:
+		case r.primary == nil:
 			m.info.Role, m.info.Reason = understudy.RoleShadow, ""
 		default:
-			if err := Compatible(primary.Signature, m.Signature); err != nil {
+			if err := Compatible(r.primary.Signature, m.Signature); err != nil {
 				if m.info.Role != understudy.RoleIncompatible || m.info.Reason != err.Error() {
-					r.Log.Warn().Str("model", m.Name).Str("version", m.Version).Str("primary", primary.Name).Str("reason", err.Error()).Msg("shadow is incompatible with the primary and gets no traffic")
+					r.Log.Warn().Str("model", m.Name).Str("version", m.Version).Str("primary", r.primary.Name).Str("reason", err.Error()).Msg("shadow is incompatible with the primary and gets no traffic")
+					r.event(understudy.EventIncompatible, m.Name, m.Version, "watcher", err.Error())
 				}
 				m.info.Role, m.info.Reason = understudy.RoleIncompatible, err.Error()
 				continue
@@ -272,33 +391,51 @@ func Compatible(primary, shadow understudy.Signature) error {
 	return nil
 }
 
-// loadFile reads, hashes, loads and warms one file. On failure it returns nil
-// and the file's info with the error.
-func (r *Registry) loadFile(name string) (*Model, understudy.ModelInfo) {
+// loadFile reads, hashes, loads and warms one file and registers the result:
+// a new model version, or a failure. It runs without r.mu held.
+func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 	path := filepath.Join(r.Dir, name+".onnx")
-	info := understudy.ModelInfo{Name: name, File: path, Role: understudy.RoleFailed}
-	fail := func(err error) (*Model, understudy.ModelInfo) {
+	info := understudy.ModelInfo{Name: name, File: path, Role: understudy.RoleFailed, Size: fs.size, ModTime: fs.mtime}
+	fail := func(err error) {
 		info.Error = err.Error()
 		r.Log.Error().Str("model", name).Str("file", path).Err(err).Msg("model failed to load; the other models keep serving")
-		return nil, info
+		r.mu.Lock()
+		fs.failed = &info
+		fs.loading = false
+		r.mu.Unlock()
+		r.event(understudy.EventFailed, name, info.Version, actor, info.Error)
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return fail(fmt.Errorf("stat: %w", err))
-	}
-	info.Size, info.ModTime = st.Size(), st.ModTime()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fail(fmt.Errorf("read: %w", err))
+		fail(fmt.Errorf("read: %w", err))
+		return
 	}
 	info.Size = int64(len(data))
 	sum := sha256.Sum256(data)
 	info.SHA256 = hex.EncodeToString(sum[:])
 	info.Version = info.SHA256[:12]
+
+	r.mu.Lock()
+	prevSHA := fs.sha
+	fs.sha = info.SHA256
+	loaded := r.find(name, info.Version)
+	r.mu.Unlock()
+	if loaded != nil {
+		// Same content as a version in memory (touched, or restored).
+		r.mu.Lock()
+		fs.loading, fs.failed = false, nil
+		r.mu.Unlock()
+		return
+	}
+	if prevSHA != "" && actor == "watcher" {
+		r.event(understudy.EventFileChanged, name, info.Version, actor, "new content; loading it as a shadow next to what is serving")
+	}
+
 	start := r.Now()
 	lm, err := r.safeLoad(data)
 	if err != nil {
-		return fail(err)
+		fail(err)
+		return
 	}
 	info.LoadTime = r.Now().Sub(start)
 	sig, md := lm.Signature, lm.Metadata
@@ -310,7 +447,6 @@ func (r *Registry) loadFile(name string) (*Model, understudy.ModelInfo) {
 	}
 	r.open.Add(1)
 	m.refs.Store(1)
-	m.SetSettings(r.Defaults)
 	if r.Warmup {
 		start = r.Now()
 		if err := Warmup(m.Runner, sig); err != nil {
@@ -325,8 +461,71 @@ func (r *Registry) loadFile(name string) (*Model, understudy.ModelInfo) {
 	r.Log.Info().Str("model", name).Str("version", info.Version).Int64("size", info.Size).
 		Dur("load", info.LoadTime).Dur("warmup", info.WarmTime).
 		Int("inputs", len(sig.Inputs)).Int("outputs", len(sig.Outputs)).
-		Str("producer", md.Producer).Msg("model loaded")
-	return m, info
+		Str("producer", md.Producer).Str("actor", actor).Msg("model loaded")
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fs.loading, fs.failed = false, nil
+	if r.closed {
+		m.Release()
+		return
+	}
+	set, ok := r.settings[name]
+	if !ok {
+		set = r.Defaults
+	}
+	m.SetSettings(set)
+	r.models = append(r.models, m)
+	// An older shadow version of the same name is stale now, unless it
+	// is the primary or something to roll back to.
+	for _, old := range r.models {
+		if old != m && old.Name == name && old != r.primary && !r.inPrevious(old) {
+			r.retire(old, actor, "replaced by version "+m.Version)
+		}
+	}
+	detail := fmt.Sprintf("load %.1f ms, warm-up %.1f ms", float64(info.LoadTime)/1e6, float64(info.WarmTime)/1e6)
+	r.event(understudy.EventLoaded, name, m.Version, actor, detail)
+	if r.OnModel != nil {
+		r.OnModel(info)
+	}
+	if actor != "startup" {
+		if r.primary == nil {
+			r.primary = m
+			r.Log.Info().Str("model", name).Str("version", m.Version).Msg("primary selected: the first model to load")
+			r.deployed()
+		}
+		r.publish()
+	}
+}
+
+func (r *Registry) inPrevious(m *Model) bool {
+	for _, p := range r.previous {
+		if p == m {
+			return true
+		}
+	}
+	return false
+}
+
+// retire removes a model from serving; its session closes after its last
+// run. r.mu must be held.
+func (r *Registry) retire(m *Model, actor, why string) {
+	for i, x := range r.models {
+		if x == m {
+			r.models = append(r.models[:i], r.models[i+1:]...)
+			break
+		}
+	}
+	for i, x := range r.previous {
+		if x == m {
+			r.previous = append(r.previous[:i], r.previous[i+1:]...)
+			break
+		}
+	}
+	m.retired = true
+	r.Log.Info().Str("model", m.Name).Str("version", m.Version).Str("reason", why).Msg("model unloaded; its session closes after its last run")
+	r.event(understudy.EventUnloaded, m.Name, m.Version, actor, why)
+	m.Release()
 }
 
 // safeLoad turns a panic in the loader into an error, so one bad file cannot
@@ -402,18 +601,32 @@ func (r *Registry) Ready() bool {
 	return s != nil && s.primary != nil
 }
 
+// Primary returns the current primary's name and version.
+func (r *Registry) Primary() (understudy.ModelRef, bool) {
+	s := r.state.Load()
+	if s == nil || s.primary == nil {
+		return understudy.ModelRef{}, false
+	}
+	return s.primary.Ref(), true
+}
+
 // List implements understudy.Models.
 func (r *Registry) List() []understudy.ModelInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]understudy.ModelInfo, 0, len(r.models)+len(r.files))
 	for _, m := range r.models {
-		out = append(out, m.info)
-	}
-	for _, info := range r.files {
+		info := m.info
+		set := m.Settings()
+		info.Sampling, info.TimeoutMS, info.Paused = &set.Sampling, set.Timeout.Milliseconds(), set.Paused
 		out = append(out, info)
 	}
-	sort.Slice(out, func(i, j int) bool {
+	for _, fs := range r.files {
+		if fs.failed != nil {
+			out = append(out, *fs.failed)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
 		ri, rj := roleOrder(out[i].Role), roleOrder(out[j].Role)
 		if ri != rj {
 			return ri < rj
@@ -435,15 +648,20 @@ func roleOrder(r understudy.Role) int {
 	return 3
 }
 
-// Close retires every model and waits until every session is closed, which
-// happens as soon as the last run on it ends, or until ctx is done.
+// Close stops background loads, retires every model and waits until every
+// session is closed, which happens as soon as the last run on it ends, or
+// until ctx is done.
 func (r *Registry) Close(ctx context.Context) error {
 	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.loads.Wait()
+	r.mu.Lock()
 	r.state.Store(&snapshot{})
-	for name, m := range r.models {
+	for _, m := range r.models {
 		m.Release()
-		delete(r.models, name)
 	}
+	r.models, r.primary, r.previous = nil, nil, nil
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() { r.open.Wait(); close(done) }()

@@ -75,6 +75,10 @@ type ModelInfo struct {
 	Error     string        `json:"error,omitempty"`
 	Reason    string        `json:"reason,omitempty"` // why a model is incompatible
 	Warnings  []string      `json:"warnings,omitempty"`
+	// Shadow settings, for loaded models.
+	Sampling  *float64 `json:"sampling,omitempty"`
+	TimeoutMS int64    `json:"timeout_ms,omitempty"`
+	Paused    bool     `json:"paused,omitempty"`
 }
 
 // Runner runs inference. Implementations must be safe for concurrent use and
@@ -90,4 +94,53 @@ type LoadedModel struct {
 	Runner    Runner
 	Signature Signature
 	Metadata  Metadata
+}
+
+// Event kinds in a model's lifecycle.
+const (
+	EventLoaded       = "loaded"
+	EventFailed       = "failed"
+	EventIncompatible = "incompatible"
+	EventPromoted     = "promoted"
+	EventRolledBack   = "rolled_back"
+	EventUnloaded     = "unloaded"
+	EventFileChanged  = "file_changed"
+	EventFileRemoved  = "file_removed"
+	EventSettings     = "settings"
+	EventFallback     = "primary_fallback"
+)
+
+// Event is one thing that happened to a model, for GET /events and the report.
+type Event struct {
+	ID      int64     `json:"id,omitempty"`
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Model   string    `json:"model"`
+	Version string    `json:"version,omitempty"`
+	Actor   string    `json:"actor"` // admin, watcher or startup
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// ModelRef names one version of a model.
+type ModelRef struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// ShadowSettings control how a model is shadowed.
+type ShadowSettings struct {
+	// Sampling is the share of requests mirrored, 0 to 1.
+	Sampling float64 `json:"sampling"`
+	// TimeoutMS bounds one shadow run, in milliseconds.
+	TimeoutMS int64 `json:"timeout_ms"`
+	// Paused stops mirroring without unloading the model.
+	Paused bool `json:"paused"`
+}
+
+// Deployment is the state that survives a restart: which version serves,
+// what to roll back to, and each model's shadow settings (by name).
+type Deployment struct {
+	Primary  ModelRef                  `json:"primary"`
+	Previous []ModelRef                `json:"previous,omitempty"` // rollback stack, newest last
+	Settings map[string]ShadowSettings `json:"settings,omitempty"`
 }

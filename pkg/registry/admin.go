@@ -1,0 +1,135 @@
+package registry
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// Promote makes the named model the primary, atomically: requests already
+// running finish on the model they started with, and new ones get the new
+// primary. version "" means the newest loaded version of that name. The old
+// primary stays loaded as a shadow so the comparison continues the other way
+// round. A model whose inputs differ from the current primary's is refused
+// unless force is set, because clients would start getting 400s.
+func (r *Registry) Promote(name, version string, force bool, actor string) (understudy.ModelRef, error) {
+	if !ValidName(name) {
+		return understudy.ModelRef{}, understudy.Errorf(understudy.EINVALID, "invalid model name %q", name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.find(name, version)
+	if m == nil {
+		return understudy.ModelRef{}, r.notLoaded(name, version)
+	}
+	old := r.primary
+	if m == old {
+		return m.Ref(), understudy.Errorf(understudy.ECONFLICT, "%s@%s is already the primary", m.Name, m.Version)
+	}
+	if old != nil && !force {
+		if err := Compatible(old.Signature, m.Signature); err != nil {
+			return understudy.ModelRef{}, understudy.Errorf(understudy.ECONFLICT,
+				"%s@%s does not take the current primary's inputs, so clients would get errors: %v; add ?force=true to promote anyway", m.Name, m.Version, err)
+		}
+	}
+	if old != nil {
+		r.previous = append(r.previous, old)
+	}
+	r.primary = m
+	r.publish()
+	detail := "first primary"
+	if old != nil {
+		detail = fmt.Sprintf("replaces %s@%s, which stays loaded as a shadow", old.Name, old.Version)
+	}
+	r.Log.Warn().Str("model", m.Name).Str("version", m.Version).Str("actor", actor).Str("detail", detail).Msg("promoted to primary")
+	r.event(understudy.EventPromoted, m.Name, m.Version, actor, detail)
+	r.deployed()
+	return m.Ref(), nil
+}
+
+// Rollback restores the previous primary the same way Promote swaps.
+func (r *Registry) Rollback(actor string) (understudy.ModelRef, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.previous) == 0 {
+		return understudy.ModelRef{}, understudy.Errorf(understudy.ECONFLICT, "there is no previous primary to roll back to")
+	}
+	m := r.previous[len(r.previous)-1]
+	r.previous = r.previous[:len(r.previous)-1]
+	old := r.primary
+	r.primary = m
+	r.publish()
+	detail := "restores the previous primary"
+	if old != nil {
+		detail = fmt.Sprintf("replaces %s@%s, which stays loaded as a shadow", old.Name, old.Version)
+	}
+	r.Log.Warn().Str("model", m.Name).Str("version", m.Version).Str("actor", actor).Str("detail", detail).Msg("rolled back")
+	r.event(understudy.EventRolledBack, m.Name, m.Version, actor, detail)
+	r.deployed()
+	return m.Ref(), nil
+}
+
+// SettingsPatch changes some of a model's shadow settings; nil fields stay.
+type SettingsPatch struct {
+	Sampling  *float64 `json:"sampling"`
+	TimeoutMS *int64   `json:"timeout_ms"`
+	Paused    *bool    `json:"paused"`
+}
+
+// Configure changes the shadow settings of every loaded version of name,
+// and of versions loaded later.
+func (r *Registry) Configure(name string, p SettingsPatch, actor string) (Settings, error) {
+	if !ValidName(name) {
+		return Settings{}, understudy.Errorf(understudy.EINVALID, "invalid model name %q", name)
+	}
+	if p.Sampling != nil && (*p.Sampling < 0 || *p.Sampling > 1) {
+		return Settings{}, understudy.Errorf(understudy.EINVALID, "sampling %v: want a share between 0 and 1", *p.Sampling)
+	}
+	if p.TimeoutMS != nil && (*p.TimeoutMS <= 0 || *p.TimeoutMS > 3_600_000) {
+		return Settings{}, understudy.Errorf(understudy.EINVALID, "timeout_ms %d: want 1 to 3600000", *p.TimeoutMS)
+	}
+	if p.Sampling == nil && p.TimeoutMS == nil && p.Paused == nil {
+		return Settings{}, understudy.Errorf(understudy.EINVALID, `nothing to change; want {"sampling": 0.25, "timeout_ms": 200, "paused": false}`)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.find(name, "") == nil {
+		return Settings{}, r.notLoaded(name, "")
+	}
+	set, ok := r.settings[name]
+	if !ok {
+		set = r.Defaults
+	}
+	if p.Sampling != nil {
+		set.Sampling = *p.Sampling
+	}
+	if p.TimeoutMS != nil {
+		set.Timeout = time.Duration(*p.TimeoutMS) * time.Millisecond
+	}
+	if p.Paused != nil {
+		set.Paused = *p.Paused
+	}
+	r.settings[name] = set
+	for _, m := range r.models {
+		if m.Name == name {
+			m.SetSettings(set)
+		}
+	}
+	detail := fmt.Sprintf("sampling %v, timeout %v, paused %v", set.Sampling, set.Timeout, set.Paused)
+	r.Log.Info().Str("model", name).Str("actor", actor).Str("settings", detail).Msg("shadow settings changed")
+	r.event(understudy.EventSettings, name, "", actor, detail)
+	r.deployed()
+	return set, nil
+}
+
+// notLoaded explains why a name cannot be acted on. r.mu must be held.
+func (r *Registry) notLoaded(name, version string) error {
+	if fs, ok := r.files[name]; ok && fs.failed != nil {
+		return understudy.Errorf(understudy.ECONFLICT, "model %q failed to load: %s", name, fs.failed.Error)
+	}
+	if version != "" {
+		return understudy.Errorf(understudy.ENOTFOUND, "no loaded model %s@%s; see GET /models", name, version)
+	}
+	return understudy.Errorf(understudy.ENOTFOUND, "no loaded model named %q; see GET /models", name)
+}
