@@ -29,6 +29,8 @@ const usage = `understudy: shadow-test ONNX models in one binary
 
 Usage:
   understudy serve [flags]    serve the models in --models-dir
+  understudy replay [flags] FILE
+                              send a CSV or JSON-lines file's rows to a running server
   understudy version          print the version and the ONNX Runtime version
   understudy help             this text
 
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		<-ctx.Done()
 		m.Log.Info().Msg("shutting down: finishing in-flight requests")
 		return m.Close()
+	case "replay":
+		return runReplay(ctx, args[1:], stdout, stderr)
 	case "version":
 		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -15,12 +15,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/peterbourgon/ff/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/understudy-ml/understudy/pkg/httpapi"
+	"github.com/understudy-ml/understudy/pkg/metrics"
 	"github.com/understudy-ml/understudy/pkg/onnx"
 	"github.com/understudy-ml/understudy/pkg/registry"
+	"github.com/understudy-ml/understudy/pkg/shadow"
+	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -62,15 +67,39 @@ type Config struct {
 	ORTLib string
 	// ShutdownTimeout bounds graceful shutdown (UNDERSTUDY_SHUTDOWN_TIMEOUT, default 30s).
 	ShutdownTimeout time.Duration
+	// ShadowWorkers is the number of concurrent shadow runs (UNDERSTUDY_SHADOW_WORKERS, default half the cores).
+	ShadowWorkers int
+	// ShadowQueue bounds the shadow jobs waiting for a worker (UNDERSTUDY_SHADOW_QUEUE, default 1024).
+	ShadowQueue int
+	// ShadowNice is the niceness of shadow worker threads (UNDERSTUDY_SHADOW_NICE, default 10).
+	ShadowNice int
+	// ShadowSampling is the default share of requests mirrored to each shadow (UNDERSTUDY_SHADOW_SAMPLING, default 1).
+	ShadowSampling float64
+	// ShadowTimeout bounds one shadow run by default (UNDERSTUDY_SHADOW_TIMEOUT, default 5s).
+	ShadowTimeout time.Duration
+	// InputCap is the largest request inputs stored in full (UNDERSTUDY_INPUT_CAP, default 64KiB).
+	InputCap byteSize
+	// RetainDays deletes stored rows older than this (UNDERSTUDY_RETAIN_DAYS, default 0: keep).
+	RetainDays int
+	// RetainRows keeps only the newest rows of each table (UNDERSTUDY_RETAIN_ROWS, default 0: keep).
+	RetainRows int64
+	// DrainTimeout bounds how long shutdown waits for queued shadow jobs (UNDERSTUDY_DRAIN_TIMEOUT, default 10s).
+	DrainTimeout time.Duration
 }
 
 // Main is the server as a value that tests can start and stop.
 type Main struct {
 	Config Config
 	Log    zerolog.Logger
+	// StoreOptions, if set, adjusts the store's options; tests use it to
+	// make the database fill up.
+	StoreOptions func(*sqlite.Options)
 
 	rt       *onnx.Runtime
 	reg      *registry.Registry
+	db       *sqlite.DB
+	mirror   *shadow.Mirror
+	metrics  *metrics.Metrics
 	srv      *http.Server
 	ln       net.Listener
 	serveErr chan error
@@ -89,6 +118,13 @@ func NewMain() *Main {
 			LogLevel:        "info",
 			MaxBody:         16 << 20,
 			ShutdownTimeout: 30 * time.Second,
+			ShadowWorkers:   shadow.DefaultWorkers(),
+			ShadowQueue:     1024,
+			ShadowNice:      10,
+			ShadowSampling:  1,
+			ShadowTimeout:   5 * time.Second,
+			InputCap:        64 << 10,
+			DrainTimeout:    10 * time.Second,
 		},
 		Log: zerolog.New(os.Stderr).With().Timestamp().Logger(),
 	}
@@ -112,6 +148,15 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.Var(&c.MaxBody, "max-body", "maximum request body size, e.g. 16MiB or 1048576 (default 16MiB)")
 	fs.StringVar(&c.ORTLib, "ort-lib", c.ORTLib, "ONNX Runtime shared library (default: the copy make fetched)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long graceful shutdown may take")
+	fs.IntVar(&c.ShadowWorkers, "shadow-workers", c.ShadowWorkers, "concurrent shadow runs (default half the cores)")
+	fs.IntVar(&c.ShadowQueue, "shadow-queue", c.ShadowQueue, "shadow jobs that may wait; beyond this they are dropped and counted")
+	fs.IntVar(&c.ShadowNice, "shadow-nice", c.ShadowNice, "niceness of shadow worker threads, 0-19")
+	fs.Float64Var(&c.ShadowSampling, "shadow-sampling", c.ShadowSampling, "default share of requests mirrored to each shadow, 0-1")
+	fs.DurationVar(&c.ShadowTimeout, "shadow-timeout", c.ShadowTimeout, "default time limit of one shadow run")
+	fs.Var(&c.InputCap, "input-cap", "largest request inputs stored in full; above it only their sha256 (default 64KiB)")
+	fs.IntVar(&c.RetainDays, "retain-days", c.RetainDays, "delete stored rows older than this many days (0 keeps all)")
+	fs.Int64Var(&c.RetainRows, "retain-rows", c.RetainRows, "keep only this many newest rows per table (0 keeps all)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("UNDERSTUDY")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errUsage
@@ -120,6 +165,12 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	if c.ShadowSampling < 0 || c.ShadowSampling > 1 {
+		return fmt.Errorf("--shadow-sampling %v: want a share between 0 and 1", c.ShadowSampling)
+	}
+	if c.ShadowNice < 0 || c.ShadowNice > 19 {
+		return fmt.Errorf("--shadow-nice %d: want 0 to 19", c.ShadowNice)
 	}
 	log, err := newLogger(c.LogFormat, c.LogLevel, stderr)
 	if err != nil {
@@ -193,13 +244,40 @@ func (m *Main) Run(ctx context.Context) error {
 	if st, err := os.Stat(c.ModelsDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("models directory %q does not exist; create it or pass --models-dir", c.ModelsDir)
 	}
+	so := sqlite.Options{
+		InputCap:   int(c.InputCap),
+		RetainDays: c.RetainDays,
+		RetainRows: c.RetainRows,
+		Log:        m.Log.With().Str("component", "store").Logger(),
+	}
+	if m.StoreOptions != nil {
+		m.StoreOptions(&so)
+	}
+	if m.db, err = sqlite.Open(c.DB, so); err != nil {
+		return fmt.Errorf("open database %s: %w", c.DB, err)
+	}
+	m.Log.Info().Str("db", c.DB).Msg("store opened")
+
 	opts := onnx.Options{Device: dev, IntraOpThreads: c.IntraOpThreads}
 	m.reg = registry.New(c.ModelsDir, func(data []byte) (*understudy.LoadedModel, error) {
 		return m.rt.Load(data, opts)
 	}, m.Log)
-	if err := m.reg.LoadDir(c.Primary); err != nil {
+	m.reg.Defaults = registry.Settings{Sampling: c.ShadowSampling, Timeout: c.ShadowTimeout}
+	if err := m.reg.LoadDir(c.Primary, nil); err != nil {
 		return err
 	}
+	for _, info := range m.reg.List() {
+		if info.Version != "" {
+			if err := m.db.RecordModel(ctx, info); err != nil {
+				m.Log.Warn().Err(err).Str("model", info.Name).Msg("could not record the model in the store")
+			}
+		}
+	}
+
+	m.metrics = metrics.New()
+	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice},
+		m.reg.Shadows, m.db, m.metrics, m.Log.With().Str("component", "shadow").Logger())
+	m.registerGauges()
 
 	api := &httpapi.Server{
 		Models:      m.reg,
@@ -207,6 +285,11 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxBody:     int64(c.MaxBody),
 		LogPayloads: c.LogPayloads,
 		Ready:       m.reg.Ready,
+		Labels:      m.db.SetLabels,
+		OnPredict:   m.onPredict,
+		Extra: func(r chi.Router) {
+			r.Method(http.MethodGet, "/metrics", m.metrics.Handler())
+		},
 	}
 	m.ln, err = net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -221,6 +304,38 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { m.serveErr <- m.srv.Serve(m.ln) }()
 	m.Log.Info().Str("addr", m.ln.Addr().String()).Str("url", m.URL()).Msg("listening")
 	return nil
+}
+
+// onPredict hands a primary prediction to the metrics, the store and the
+// mirror. Each of them only enqueues, so the request never waits.
+func (m *Main) onPredict(p *understudy.Prediction) {
+	m.metrics.Run(p.Model, p.Version, "primary", p.Status, p.Latency)
+	m.db.WritePrediction(p)
+	if p.Status == understudy.StatusOK {
+		m.mirror.Submit(p, p.Signature.Outputs)
+	}
+}
+
+func (m *Main) registerGauges() {
+	m.metrics.GaugeFunc("understudy_shadow_queue_depth", "Shadow jobs waiting for a worker.", func() float64 { return float64(m.mirror.QueueDepth()) })
+	m.metrics.GaugeFunc("understudy_store_queue_depth", "Rows waiting for the store's writer.", func() float64 { return float64(m.db.Stats().QueueDepth) })
+	tables := map[string]func(sqlite.Stats) sqlite.TableStats{
+		"predictions":    func(s sqlite.Stats) sqlite.TableStats { return s.Predictions },
+		"shadow_results": func(s sqlite.Stats) sqlite.TableStats { return s.ShadowResults },
+		"shadow_skips":   func(s sqlite.Stats) sqlite.TableStats { return s.Skips },
+	}
+	for table, get := range tables {
+		labels := prometheus.Labels{"table": table}
+		m.metrics.CounterFunc("understudy_store_rows_written_total", "Rows committed to the database.", labels, func() float64 { return float64(get(m.db.Stats()).Written) })
+		m.metrics.CounterFunc("understudy_store_rows_lost_total", "Rows that could not be stored (queue full, write failed).", labels, func() float64 { return float64(get(m.db.Stats()).Lost) })
+	}
+	m.metrics.ModelsLoaded(func() map[string]int {
+		counts := map[string]int{}
+		for _, info := range m.reg.List() {
+			counts[string(info.Role)]++
+		}
+		return counts
+	})
 }
 
 // URL returns the base URL of the running server.
@@ -245,6 +360,23 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 		m.srv = nil
+	}
+	if m.mirror != nil {
+		drain, cancel := context.WithTimeout(ctx, m.Config.DrainTimeout)
+		if err := m.mirror.Close(drain); err != nil {
+			m.Log.Warn().Err(err).Msg("shadow queue")
+		}
+		cancel()
+		m.mirror = nil
+	}
+	if m.db != nil {
+		if err := m.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+		st := m.db.Stats()
+		m.Log.Info().Int64("predictions", st.Predictions.Written).Int64("shadow_results", st.ShadowResults.Written).
+			Int64("lost", st.Predictions.Lost+st.ShadowResults.Lost+st.Skips.Lost).Msg("store flushed and closed")
+		m.db = nil
 	}
 	if m.reg != nil {
 		if err := m.reg.Close(ctx); err != nil {
