@@ -85,6 +85,12 @@ type Config struct {
 	RetainRows int64
 	// DrainTimeout bounds how long shutdown waits for queued shadow jobs (UNDERSTUDY_DRAIN_TIMEOUT, default 10s).
 	DrainTimeout time.Duration
+	// AdminToken enables the admin endpoints (UNDERSTUDY_ADMIN_TOKEN; empty: disabled).
+	AdminToken string
+	// Settle is how long a new model file must stay unchanged before loading (UNDERSTUDY_SETTLE, default 1s).
+	Settle time.Duration
+	// Rescan is the period of the full models-directory scan (UNDERSTUDY_RESCAN, default 5s).
+	Rescan time.Duration
 }
 
 // Main is the server as a value that tests can start and stop.
@@ -96,6 +102,12 @@ type Main struct {
 	StoreOptions func(*sqlite.Options)
 
 	rt       *onnx.Runtime
+	// lifecycle carries deployment saves and events to the store in order,
+	// off the registry's lock.
+	lifecycle chan func(context.Context)
+	lcDone    chan struct{}
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 	reg      *registry.Registry
 	db       *sqlite.DB
 	mirror   *shadow.Mirror
@@ -125,6 +137,8 @@ func NewMain() *Main {
 			ShadowTimeout:   5 * time.Second,
 			InputCap:        64 << 10,
 			DrainTimeout:    10 * time.Second,
+			Settle:          time.Second,
+			Rescan:          5 * time.Second,
 		},
 		Log: zerolog.New(os.Stderr).With().Timestamp().Logger(),
 	}
@@ -157,6 +171,9 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.IntVar(&c.RetainDays, "retain-days", c.RetainDays, "delete stored rows older than this many days (0 keeps all)")
 	fs.Int64Var(&c.RetainRows, "retain-rows", c.RetainRows, "keep only this many newest rows per table (0 keeps all)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for promote, rollback and shadow settings (empty: disabled)")
+	fs.DurationVar(&c.Settle, "settle", c.Settle, "how long a new or changed model file must stay unchanged before it is loaded")
+	fs.DurationVar(&c.Rescan, "rescan", c.Rescan, "period of the full models-directory scan that backs up file events")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("UNDERSTUDY")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errUsage
@@ -258,21 +275,34 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Log.Info().Str("db", c.DB).Msg("store opened")
 
+	m.lifecycle, m.lcDone = make(chan func(context.Context), 4096), make(chan struct{})
+	go m.storeLifecycle()
+	persisted, err := m.db.LoadDeployment(ctx)
+	if err != nil {
+		m.Log.Error().Err(err).Msg("cannot read the saved deployment; starting from the models directory")
+	}
+
 	opts := onnx.Options{Device: dev, IntraOpThreads: c.IntraOpThreads}
 	m.reg = registry.New(c.ModelsDir, func(data []byte) (*understudy.LoadedModel, error) {
 		return m.rt.Load(data, opts)
 	}, m.Log)
 	m.reg.Defaults = registry.Settings{Sampling: c.ShadowSampling, Timeout: c.ShadowTimeout}
-	if err := m.reg.LoadDir(c.Primary, nil); err != nil {
+	m.reg.Settle, m.reg.Rescan = c.Settle, c.Rescan
+	m.reg.OnEvent = func(ev understudy.Event) {
+		m.lifecycleDo(func(ctx context.Context) error { return m.db.RecordEvent(ctx, ev) })
+	}
+	m.reg.OnDeploy = func(d understudy.Deployment) {
+		m.lifecycleDo(func(ctx context.Context) error { return m.db.SaveDeployment(ctx, d) })
+	}
+	m.reg.OnModel = func(info understudy.ModelInfo) {
+		m.lifecycleDo(func(ctx context.Context) error { return m.db.RecordModel(ctx, info) })
+	}
+	if err := m.reg.LoadDir(c.Primary, persisted); err != nil {
 		return err
 	}
-	for _, info := range m.reg.List() {
-		if info.Version != "" {
-			if err := m.db.RecordModel(ctx, info); err != nil {
-				m.Log.Warn().Err(err).Str("model", info.Name).Msg("could not record the model in the store")
-			}
-		}
-	}
+	watchCtx, stop := context.WithCancel(context.Background())
+	m.stopWatch, m.watchDone = stop, make(chan struct{})
+	go func() { defer close(m.watchDone); m.reg.Watch(watchCtx) }()
 
 	m.metrics = metrics.New()
 	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice},
@@ -287,6 +317,11 @@ func (m *Main) Run(ctx context.Context) error {
 		Ready:       m.reg.Ready,
 		Labels:      m.db.SetLabels,
 		OnPredict:   m.onPredict,
+		Admin:       m.reg,
+		AdminToken:  c.AdminToken,
+		Events: func(ctx context.Context, model string, limit int) ([]understudy.Event, error) {
+			return m.db.Events(ctx, sqlite.EventFilter{Model: model, Limit: limit})
+		},
 		Extra: func(r chi.Router) {
 			r.Method(http.MethodGet, "/metrics", m.metrics.Handler())
 		},
@@ -304,6 +339,29 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { m.serveErr <- m.srv.Serve(m.ln) }()
 	m.Log.Info().Str("addr", m.ln.Addr().String()).Str("url", m.URL()).Msg("listening")
 	return nil
+}
+
+// lifecycleDo queues a store write of the model lifecycle without blocking
+// the registry; if the queue is full the write is dropped and logged.
+func (m *Main) lifecycleDo(f func(context.Context) error) {
+	select {
+	case m.lifecycle <- func(ctx context.Context) {
+		if err := f(ctx); err != nil {
+			m.Log.Error().Err(err).Msg("could not store a deployment change or model event")
+		}
+	}:
+	default:
+		m.Log.Error().Msg("lifecycle queue full; a deployment change or model event was not stored")
+	}
+}
+
+func (m *Main) storeLifecycle() {
+	defer close(m.lcDone)
+	for f := range m.lifecycle {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		f(ctx)
+		cancel()
+	}
 }
 
 // onPredict hands a primary prediction to the metrics, the store and the
@@ -361,6 +419,11 @@ func (m *Main) Close() error {
 		}
 		m.srv = nil
 	}
+	if m.stopWatch != nil {
+		m.stopWatch()
+		<-m.watchDone
+		m.stopWatch = nil
+	}
 	if m.mirror != nil {
 		drain, cancel := context.WithTimeout(ctx, m.Config.DrainTimeout)
 		if err := m.mirror.Close(drain); err != nil {
@@ -368,6 +431,19 @@ func (m *Main) Close() error {
 		}
 		cancel()
 		m.mirror = nil
+	}
+	if m.reg != nil {
+		if err := m.reg.Close(ctx); err != nil {
+			errs = append(errs, err)
+			// Destroying the environment under a live session would crash.
+			m.rt = nil
+		}
+		m.reg = nil
+	}
+	if m.lifecycle != nil {
+		close(m.lifecycle)
+		<-m.lcDone
+		m.lifecycle = nil
 	}
 	if m.db != nil {
 		if err := m.db.Close(); err != nil {
@@ -377,14 +453,6 @@ func (m *Main) Close() error {
 		m.Log.Info().Int64("predictions", st.Predictions.Written).Int64("shadow_results", st.ShadowResults.Written).
 			Int64("lost", st.Predictions.Lost+st.ShadowResults.Lost+st.Skips.Lost).Msg("store flushed and closed")
 		m.db = nil
-	}
-	if m.reg != nil {
-		if err := m.reg.Close(ctx); err != nil {
-			errs = append(errs, err)
-			// Destroying the environment under a live session would crash.
-			m.rt = nil
-		}
-		m.reg = nil
 	}
 	if m.rt != nil {
 		if err := m.rt.Close(); err != nil {

@@ -49,6 +49,12 @@ type Server struct {
 	OnPredict func(*understudy.Prediction)
 	// Labels stores ground truth sent to POST /feedback.
 	Labels func(ctx context.Context, labels []understudy.Label) (replaced []understudy.Label, err error)
+	// Admin promotes, rolls back and configures shadows; nil disables it.
+	Admin Admin
+	// AdminToken guards the admin endpoints; empty turns them off (403).
+	AdminToken string
+	// Events lists lifecycle events, newest first.
+	Events func(ctx context.Context, model string, limit int) ([]understudy.Event, error)
 	// Now is the clock, replaceable in tests.
 	Now func() time.Time
 	// Extra mounts more routes (metrics, report) without this package
@@ -77,6 +83,10 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, map[string]string{"status": "alive"})
 	})
 	r.Get("/readyz", s.handleReady)
+	r.Get("/events", s.handleEvents)
+	if s.Admin != nil {
+		s.adminRoutes(r)
+	}
 	if s.Extra != nil {
 		s.Extra(r)
 	}

@@ -70,32 +70,25 @@ func (r *Registry) Rollback(actor string) (understudy.ModelRef, error) {
 	return m.Ref(), nil
 }
 
-// SettingsPatch changes some of a model's shadow settings; nil fields stay.
-type SettingsPatch struct {
-	Sampling  *float64 `json:"sampling"`
-	TimeoutMS *int64   `json:"timeout_ms"`
-	Paused    *bool    `json:"paused"`
-}
-
 // Configure changes the shadow settings of every loaded version of name,
 // and of versions loaded later.
-func (r *Registry) Configure(name string, p SettingsPatch, actor string) (Settings, error) {
+func (r *Registry) Configure(name string, p understudy.SettingsPatch, actor string) (understudy.ShadowSettings, error) {
 	if !ValidName(name) {
-		return Settings{}, understudy.Errorf(understudy.EINVALID, "invalid model name %q", name)
+		return understudy.ShadowSettings{}, understudy.Errorf(understudy.EINVALID, "invalid model name %q", name)
 	}
 	if p.Sampling != nil && (*p.Sampling < 0 || *p.Sampling > 1) {
-		return Settings{}, understudy.Errorf(understudy.EINVALID, "sampling %v: want a share between 0 and 1", *p.Sampling)
+		return understudy.ShadowSettings{}, understudy.Errorf(understudy.EINVALID, "sampling %v: want a share between 0 and 1", *p.Sampling)
 	}
 	if p.TimeoutMS != nil && (*p.TimeoutMS <= 0 || *p.TimeoutMS > 3_600_000) {
-		return Settings{}, understudy.Errorf(understudy.EINVALID, "timeout_ms %d: want 1 to 3600000", *p.TimeoutMS)
+		return understudy.ShadowSettings{}, understudy.Errorf(understudy.EINVALID, "timeout_ms %d: want 1 to 3600000", *p.TimeoutMS)
 	}
 	if p.Sampling == nil && p.TimeoutMS == nil && p.Paused == nil {
-		return Settings{}, understudy.Errorf(understudy.EINVALID, `nothing to change; want {"sampling": 0.25, "timeout_ms": 200, "paused": false}`)
+		return understudy.ShadowSettings{}, understudy.Errorf(understudy.EINVALID, `nothing to change; want {"sampling": 0.25, "timeout_ms": 200, "paused": false}`)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.find(name, "") == nil {
-		return Settings{}, r.notLoaded(name, "")
+		return understudy.ShadowSettings{}, r.notLoaded(name, "")
 	}
 	set, ok := r.settings[name]
 	if !ok {
@@ -120,7 +113,7 @@ func (r *Registry) Configure(name string, p SettingsPatch, actor string) (Settin
 	r.Log.Info().Str("model", name).Str("actor", actor).Str("settings", detail).Msg("shadow settings changed")
 	r.event(understudy.EventSettings, name, "", actor, detail)
 	r.deployed()
-	return set, nil
+	return set.persisted(), nil
 }
 
 // notLoaded explains why a name cannot be acted on. r.mu must be held.

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/understudy-ml/understudy/migrations"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
@@ -187,6 +189,11 @@ func TestEncodeTensorsMalformed(t *testing.T) {
 
 // Ensure migrations apply to a fresh file and a second open changes nothing.
 func TestOpenMigrates(t *testing.T) {
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("embedded migrations: %v %v", files, err)
+	}
+	latest := int64(len(files))
 	path := filepath.Join(t.TempDir(), "understudy.db")
 	for i := range 2 {
 		db, err := sqlite.Open(path, sqlite.Options{})
@@ -194,16 +201,16 @@ func TestOpenMigrates(t *testing.T) {
 			t.Fatalf("Open #%d: %v", i+1, err)
 		}
 		w := db.WritePool()
-		for _, table := range []string{"predictions", "shadow_results", "shadow_skips", "models"} {
+		for _, table := range []string{"predictions", "shadow_results", "shadow_skips", "models", "deployment", "events"} {
 			if got := queryInt(t, w, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, table); got != 1 {
 				t.Errorf("open #%d: table %s: got %d, want 1", i+1, table, got)
 			}
 		}
-		if got, want := queryInt(t, w, `SELECT max(version_id) FROM goose_db_version`), int64(1); got != want {
+		if got, want := queryInt(t, w, `SELECT max(version_id) FROM goose_db_version`), latest; got != want {
 			t.Errorf("open #%d: schema version %d, want %d", i+1, got, want)
 		}
 		// goose records version 0 when it creates its table, then one row per migration.
-		if got, want := queryInt(t, w, `SELECT count(*) FROM goose_db_version`), int64(2); got != want {
+		if got, want := queryInt(t, w, `SELECT count(*) FROM goose_db_version`), latest+1; got != want {
 			t.Errorf("open #%d: %d goose rows, want %d", i+1, got, want)
 		}
 		if err := db.Close(); err != nil {

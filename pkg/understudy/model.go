@@ -144,3 +144,10 @@ type Deployment struct {
 	Previous []ModelRef                `json:"previous,omitempty"` // rollback stack, newest last
 	Settings map[string]ShadowSettings `json:"settings,omitempty"`
 }
+
+// SettingsPatch changes some of a model's shadow settings; nil fields stay.
+type SettingsPatch struct {
+	Sampling  *float64 `json:"sampling"`
+	TimeoutMS *int64   `json:"timeout_ms"`
+	Paused    *bool    `json:"paused"`
+}
