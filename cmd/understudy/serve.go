@@ -101,20 +101,20 @@ type Main struct {
 	// make the database fill up.
 	StoreOptions func(*sqlite.Options)
 
-	rt       *onnx.Runtime
+	rt *onnx.Runtime
 	// lifecycle carries deployment saves and events to the store in order,
 	// off the registry's lock.
 	lifecycle chan func(context.Context)
 	lcDone    chan struct{}
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
-	reg      *registry.Registry
-	db       *sqlite.DB
-	mirror   *shadow.Mirror
-	metrics  *metrics.Metrics
-	srv      *http.Server
-	ln       net.Listener
-	serveErr chan error
+	reg       *registry.Registry
+	db        *sqlite.DB
+	mirror    *shadow.Mirror
+	metrics   *metrics.Metrics
+	srv       *http.Server
+	ln        net.Listener
+	serveErr  chan error
 }
 
 // NewMain returns a Main with the default configuration.

@@ -149,7 +149,7 @@ type Registry struct {
 	models   []*Model              // loaded versions
 	files    map[string]*fileState // by name
 	primary  *Model
-	previous []*Model           // rollback stack, newest last
+	previous []*Model            // rollback stack, newest last
 	settings map[string]Settings // by name
 	state    atomic.Pointer[snapshot]
 	open     sync.WaitGroup // one per session not yet closed

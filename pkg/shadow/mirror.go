@@ -46,7 +46,7 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) ShadowRun(string, string, string, time.Duration) {}
-func (nopObserver) Skipped(string, string, int64, int64)           {}
+func (nopObserver) Skipped(string, string, int64, int64)            {}
 
 type job struct {
 	pred    *understudy.Prediction
