@@ -163,8 +163,9 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	var stats understudy.RunStats
 	start := time.Now()
-	outputs, err := m.Runner.Run(r.Context(), inputs)
+	outputs, err := m.Runner.Run(understudy.WithRunStats(r.Context(), &stats), inputs)
 	latency := time.Since(start)
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -173,7 +174,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.error(w, r, err)
-		s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Latency: latency, Status: "error", Error: understudy.ErrorMessage(err), BodySize: len(body)})
+		s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Latency: latency, CPU: stats.CPU, Status: "error", Error: understudy.ErrorMessage(err), BodySize: len(body)})
 		return
 	}
 	buf := make([]byte, 0, 256)
@@ -209,7 +210,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
 	_, _ = w.Write(buf)
-	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Outputs: outputs, Latency: latency, Status: "ok", BodySize: len(body)})
+	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Outputs: outputs, Latency: latency, CPU: stats.CPU, Status: "ok", BodySize: len(body)})
 }
 
 func (s *Server) notify(p *understudy.Prediction) {

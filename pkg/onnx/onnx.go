@@ -11,7 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -192,6 +195,7 @@ func (r *Runtime) Load(data []byte, o Options) (*understudy.LoadedModel, error) 
 		return nil, err
 	}
 	defer so.Destroy()
+	rssBefore := residentBytes()
 	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(data, sig.InputNames(), outputNames(sig), so)
 	if err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
@@ -202,9 +206,10 @@ func (r *Runtime) Load(data []byte, o Options) (*understudy.LoadedModel, error) 
 		return nil, err
 	}
 	return &understudy.LoadedModel{
-		Runner:    &Session{sess: sess, sig: sig},
-		Signature: sig,
-		Metadata:  meta,
+		Runner:      &Session{sess: sess, sig: sig},
+		Signature:   sig,
+		Metadata:    meta,
+		MemoryBytes: max(0, residentBytes()-rssBefore),
 	}, nil
 }
 
@@ -383,7 +388,19 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
 		defer stop()
 	}
-	runErr := s.sess.RunWithOptions(ins, outs, ro)
+	var runErr error
+	if st := understudy.RunStatsFrom(ctx); st != nil {
+		// With one intra-op thread the run executes on this OS thread, so
+		// its CPU clock is the run's cost; the goroutine must not migrate
+		// between the two readings.
+		runtime.LockOSThread()
+		before := threadCPU()
+		runErr = s.sess.RunWithOptions(ins, outs, ro)
+		st.CPU = threadCPU() - before
+		runtime.UnlockOSThread()
+	} else {
+		runErr = s.sess.RunWithOptions(ins, outs, ro)
+	}
 	runtime.KeepAlive(inputs)
 	if runErr != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -400,6 +417,28 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		result[info.Name] = t
 	}
 	return result, nil
+}
+
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// residentBytes reads the process's resident set size.
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
 }
 
 func trimORT(err error) string {

@@ -438,6 +438,7 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 		return
 	}
 	info.LoadTime = r.Now().Sub(start)
+	info.MemoryBytes = lm.MemoryBytes
 	sig, md := lm.Signature, lm.Metadata
 	info.Signature, info.Metadata = &sig, &md
 	m := &Model{

@@ -226,9 +226,10 @@ func (m *Mirror) handle(j job) {
 	ctx, cancel := context.WithTimeout(m.base, set.Timeout)
 	defer cancel()
 	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version, Primary: j.pred.Model, PrimaryVersion: j.pred.Version}
+	var stats understudy.RunStats
 	start := time.Now()
-	out, err := safeRun(ctx, j.model.Runner, j.model.Signature, j.pred.Inputs)
-	res.Latency = time.Since(start)
+	out, err := safeRun(understudy.WithRunStats(ctx, &stats), j.model.Runner, j.model.Signature, j.pred.Inputs)
+	res.Latency, res.CPU = time.Since(start), stats.CPU
 	res.Time = time.Now()
 	switch {
 	case err == nil:

@@ -49,7 +49,8 @@ func Compare(outputs []TensorInfo, primary, shadow map[string]*Tensor) Compariso
 			}
 		}
 		if oc.MaxAbsDiff != nil && c.MaxAbsDiff == nil {
-			c.MaxAbsDiff, c.MeanAbsDiff = oc.MaxAbsDiff, oc.MeanAbsDiff
+			c.MaxAbsDiff, c.MeanAbsDiff, c.SumSqDiff, c.Elements = oc.MaxAbsDiff, oc.MeanAbsDiff, oc.sumSq, oc.elements
+			c.PrimaryScore, c.ShadowScore = topScore(p), topScore(shadow[info.Name])
 		}
 	}
 	var extra []string
@@ -105,7 +106,7 @@ func compareOne(name string, p, s *Tensor) OutputComparison {
 	}
 	if pf {
 		a, b := p.Float64s(), s.Float64s()
-		var max, sum float64
+		var max, sum, sq float64
 		n := 0
 		for i := range a {
 			an, bn := math.IsNaN(a[i]), math.IsNaN(b[i])
@@ -126,14 +127,39 @@ func compareOne(name string, p, s *Tensor) OutputComparison {
 				max = d
 			}
 			sum += d
+			if d != 0 {
+				sq += d * d
+			}
 			n++
 		}
 		if n > 0 {
 			mean := sum / float64(n)
 			oc.MaxAbsDiff, oc.MeanAbsDiff = &max, &mean
+			oc.sumSq, oc.elements = &sq, n
 		}
 	}
 	return oc
+}
+
+// topScore is the largest element of the first row of the last axis (the
+// first element when there is no class axis): a classifier's confidence.
+func topScore(t *Tensor) *float64 {
+	f := t.Float64s()
+	if len(f) == 0 {
+		return nil
+	}
+	k := 1
+	if len(t.Shape) >= 2 {
+		k = int(t.Shape[len(t.Shape)-1])
+	}
+	best := f[0]
+	for _, v := range f[1:min(k, len(f))] {
+		best = math.Max(best, v)
+	}
+	if math.IsNaN(best) || math.IsInf(best, 0) {
+		return nil
+	}
+	return &best
 }
 
 // labels reads an integer or bool tensor as one class per element.

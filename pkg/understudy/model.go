@@ -60,21 +60,24 @@ const (
 
 // ModelInfo is everything known about one model file, as listed by GET /models.
 type ModelInfo struct {
-	Name      string        `json:"name"`
-	Version   string        `json:"version,omitempty"` // first 12 hex digits of the file's sha256
-	SHA256    string        `json:"sha256,omitempty"`
-	Role      Role          `json:"role"`
-	File      string        `json:"file"`
-	Size      int64         `json:"size"`
-	ModTime   time.Time     `json:"mtime"`
-	LoadedAt  time.Time     `json:"loaded_at,omitzero"`
-	LoadTime  time.Duration `json:"-"`
-	WarmTime  time.Duration `json:"-"`
-	Signature *Signature    `json:"signature,omitempty"`
-	Metadata  *Metadata     `json:"metadata,omitempty"`
-	Error     string        `json:"error,omitempty"`
-	Reason    string        `json:"reason,omitempty"` // why a model is incompatible
-	Warnings  []string      `json:"warnings,omitempty"`
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"` // first 12 hex digits of the file's sha256
+	SHA256  string `json:"sha256,omitempty"`
+	Role    Role   `json:"role"`
+	File    string `json:"file"`
+	Size    int64  `json:"size"`
+	// MemoryBytes is how much the process's resident memory grew while
+	// the model loaded (approximate: other allocations count too).
+	MemoryBytes int64         `json:"memory_bytes,omitempty"`
+	ModTime     time.Time     `json:"mtime"`
+	LoadedAt    time.Time     `json:"loaded_at,omitzero"`
+	LoadTime    time.Duration `json:"-"`
+	WarmTime    time.Duration `json:"-"`
+	Signature   *Signature    `json:"signature,omitempty"`
+	Metadata    *Metadata     `json:"metadata,omitempty"`
+	Error       string        `json:"error,omitempty"`
+	Reason      string        `json:"reason,omitempty"` // why a model is incompatible
+	Warnings    []string      `json:"warnings,omitempty"`
 	// Shadow settings, for loaded models.
 	Sampling  *float64 `json:"sampling,omitempty"`
 	TimeoutMS int64    `json:"timeout_ms,omitempty"`
@@ -94,6 +97,8 @@ type LoadedModel struct {
 	Runner    Runner
 	Signature Signature
 	Metadata  Metadata
+	// MemoryBytes is the growth of resident memory during the load.
+	MemoryBytes int64
 }
 
 // Event kinds in a model's lifecycle.

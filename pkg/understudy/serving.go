@@ -1,6 +1,9 @@
 package understudy
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // ServingModel is a loaded model as the request path sees it.
 type ServingModel struct {
@@ -32,7 +35,29 @@ type Prediction struct {
 	Inputs    map[string]*Tensor
 	Outputs   map[string]*Tensor
 	Latency   time.Duration
-	Status    string // "ok" or "error"
-	Error     string
-	BodySize  int
+	// CPU is the CPU time the run took on its thread, when known.
+	CPU      time.Duration
+	Status   string // "ok" or "error"
+	Error    string
+	BodySize int
+}
+
+type runStatsKey struct{}
+
+// RunStats receives measurements of one run from the Runner.
+type RunStats struct {
+	// CPU is the CPU time of the run on the calling thread.
+	CPU time.Duration
+}
+
+// WithRunStats asks the Runner to fill st during runs with the returned
+// context; a context is the one channel a Runner has besides its result.
+func WithRunStats(ctx context.Context, st *RunStats) context.Context {
+	return context.WithValue(ctx, runStatsKey{}, st)
+}
+
+// RunStatsFrom returns the RunStats to fill, or nil.
+func RunStatsFrom(ctx context.Context) *RunStats {
+	st, _ := ctx.Value(runStatsKey{}).(*RunStats)
+	return st
 }

@@ -35,6 +35,9 @@ type OutputComparison struct {
 	// MaxAbsDiff and MeanAbsDiff are over all elements of a float output.
 	MaxAbsDiff  *float64 `json:"max_abs_diff,omitempty"`
 	MeanAbsDiff *float64 `json:"mean_abs_diff,omitempty"`
+
+	sumSq    *float64
+	elements int
 }
 
 // Comparison is the comparison of one primary/shadow pair of answers.
@@ -48,9 +51,17 @@ type Comparison struct {
 	// matrices without parsing JSON.
 	PrimaryClass *int64 `json:"primary_class,omitempty"`
 	ShadowClass  *int64 `json:"shadow_class,omitempty"`
-	// MaxAbsDiff and MeanAbsDiff are over the first float output.
+	// MaxAbsDiff, MeanAbsDiff and SumSqDiff are over the Elements elements
+	// of the first float output.
 	MaxAbsDiff  *float64 `json:"max_abs_diff,omitempty"`
 	MeanAbsDiff *float64 `json:"mean_abs_diff,omitempty"`
+	SumSqDiff   *float64 `json:"sum_sq_diff,omitempty"`
+	Elements    int      `json:"elements,omitempty"`
+	// PrimaryScore and ShadowScore are the first row's top score of the
+	// first float output (its first element if it has no class axis), for
+	// comparing score distributions.
+	PrimaryScore *float64 `json:"primary_score,omitempty"`
+	ShadowScore  *float64 `json:"shadow_score,omitempty"`
 }
 
 // ShadowResult is one shadow's answer to a mirrored request.
@@ -65,9 +76,11 @@ type ShadowResult struct {
 	PrimaryVersion string
 	Outputs        map[string]*Tensor
 	Latency        time.Duration
-	Status         string // StatusOK, StatusError or StatusTimeout
-	Error          string
-	Compare        Comparison
+	// CPU is the CPU time the run took on its thread, when known.
+	CPU     time.Duration
+	Status  string // StatusOK, StatusError or StatusTimeout
+	Error   string
+	Compare Comparison
 }
 
 // Store persists predictions, shadow results and model history. The write
