@@ -300,6 +300,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.reg.LoadDir(c.Primary, persisted); err != nil {
 		return err
 	}
+	// What start-up did is in the store before the first request, so that
+	// GET /events is complete as soon as the server answers.
+	synced := make(chan struct{})
+	m.lifecycleDo(func(context.Context) error { close(synced); return nil })
+	<-synced
 	watchCtx, stop := context.WithCancel(context.Background())
 	m.stopWatch, m.watchDone = stop, make(chan struct{})
 	go func() { defer close(m.watchDone); m.reg.Watch(watchCtx) }()
