@@ -32,6 +32,9 @@ type Query struct {
 	Version string `json:"version,omitempty"`
 	// Tolerance is the |Δ| under which a float output counts as matching.
 	Tolerance float64 `json:"tolerance"`
+	// Primary is the model serving now, which the server knows; zero takes
+	// the model of the newest stored prediction.
+	Primary understudy.ModelRef `json:"-"`
 }
 
 // Thresholds decide the verdict. They are configurable on the server.
@@ -141,11 +144,19 @@ type Regression struct {
 	// WithinTol is the share of pairs whose every element is within
 	// Tolerance.
 	WithinTol float64 `json:"within_tol"`
+	// Exact is false when WithinTol comes from the histogram of per-pair
+	// max|Δ| (large windows); then only pairs within a factor 1.047 of
+	// Tolerance can be misjudged.
+	Exact bool `json:"exact"`
 }
 
 // Accuracy compares both models on the same labelled requests.
 type Accuracy struct {
 	Labelled int64 `json:"labelled"` // labelled requests with an ok shadow result
+	// Compared is how many of them the comparison below is over: all of
+	// them for class labels, those with both scores for numeric labels,
+	// and 0 when the labels fit neither.
+	Compared int64 `json:"compared"`
 	// For class labels:
 	PrimaryCorrect int64   `json:"primary_correct"`
 	ShadowCorrect  int64   `json:"shadow_correct"`
@@ -222,7 +233,12 @@ type Bin struct {
 
 // Disagreements are the pairs worth looking at.
 type Disagreements struct {
-	Latest  []Pair `json:"latest"`
+	// Latest are the newest 20 pairs whose shadow run failed or timed out,
+	// whose classes disagree (agreement < 1), or, without a class output,
+	// whose max|Δ| is above the tolerance.
+	Latest []Pair `json:"latest"`
+	// Largest are the 20 pairs with the largest max|Δ| (among equal ones,
+	// which are listed is unspecified).
 	Largest []Pair `json:"largest"`
 }
 

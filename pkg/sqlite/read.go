@@ -75,7 +75,8 @@ func (db *DB) SetLabels(ctx context.Context, labels []understudy.Label) (replace
 }
 
 // RecordModel upserts a model version: the first call sets first_seen, every
-// call sets last_seen and the file's details.
+// call sets last_seen and the file's details. A zero MemoryBytes keeps the
+// stored one, since the memory is measured only when the model loads.
 func (db *DB) RecordModel(ctx context.Context, m understudy.ModelInfo) error {
 	if m.Name == "" || m.Version == "" {
 		return understudy.Errorf(understudy.EINVALID, "model %q: a model needs a name and a version to be recorded", m.Name)
@@ -89,12 +90,12 @@ func (db *DB) RecordModel(ctx context.Context, m understudy.ModelInfo) error {
 		return fmt.Errorf("record model %q: %w", m.Name, err)
 	}
 	now := db.opts.Now().UnixMicro()
-	_, err = db.write.ExecContext(ctx, `INSERT INTO models (name, version, sha256, file, size, signature, metadata, first_seen_us, last_seen_us)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err = db.write.ExecContext(ctx, `INSERT INTO models (name, version, sha256, file, size, signature, metadata, first_seen_us, last_seen_us, memory_bytes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name, version) DO UPDATE SET sha256 = excluded.sha256, file = excluded.file, size = excluded.size,
 			signature = coalesce(excluded.signature, signature), metadata = coalesce(excluded.metadata, metadata),
-			last_seen_us = excluded.last_seen_us`,
-		m.Name, m.Version, m.SHA256, m.File, m.Size, sig, meta, now, now)
+			last_seen_us = excluded.last_seen_us, memory_bytes = coalesce(excluded.memory_bytes, memory_bytes)`,
+		m.Name, m.Version, m.SHA256, m.File, m.Size, sig, meta, now, now, sql.NullInt64{Int64: m.MemoryBytes, Valid: m.MemoryBytes > 0})
 	if err != nil {
 		return fmt.Errorf("record model %q version %s: %w", m.Name, m.Version, err)
 	}
@@ -236,11 +237,14 @@ type ModelRecord struct {
 	Metadata  *understudy.Metadata
 	FirstSeen time.Time
 	LastSeen  time.Time
+	// MemoryBytes is the resident memory its load added; 0 if unknown.
+	MemoryBytes int64
 }
 
 // Models returns every recorded model version, by name and first sighting.
 func (db *DB) Models(ctx context.Context) ([]ModelRecord, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT name, version, sha256, file, size, signature, metadata, first_seen_us, last_seen_us
+	rows, err := db.read.QueryContext(ctx, `SELECT name, version, sha256, file, size, signature, metadata, first_seen_us, last_seen_us,
+			coalesce(memory_bytes, 0)
 		FROM models ORDER BY name, first_seen_us, version`)
 	if err != nil {
 		return nil, fmt.Errorf("read models: %w", err)
@@ -253,7 +257,7 @@ func (db *DB) Models(ctx context.Context) ([]ModelRecord, error) {
 			sig, meta   []byte
 			first, last int64
 		)
-		if err := rows.Scan(&m.Name, &m.Version, &m.SHA256, &m.File, &m.Size, &sig, &meta, &first, &last); err != nil {
+		if err := rows.Scan(&m.Name, &m.Version, &m.SHA256, &m.File, &m.Size, &sig, &meta, &first, &last, &m.MemoryBytes); err != nil {
 			return nil, fmt.Errorf("read models: %w", err)
 		}
 		m.FirstSeen, m.LastSeen = time.UnixMicro(first), time.UnixMicro(last)

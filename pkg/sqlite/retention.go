@@ -31,9 +31,10 @@ func (db *DB) retain(ctx context.Context) {
 }
 
 // ApplyRetention deletes the predictions and shadow results older than
-// RetainDays or older than the newest RetainRows, and skip counters older
-// than RetainDays. It deletes in chunks of at most 2000 rows, each its own
-// statement, so that queued writes get the write connection in between.
+// RetainDays or older than the newest RetainRows, skip counters older than
+// RetainDays, and the rollups that end before what is kept. It deletes in
+// chunks of at most 2000 rows, each its own statement, so that queued
+// writes get the write connection in between.
 func (db *DB) ApplyRetention(ctx context.Context) (deleted int64, err error) {
 	type target struct {
 		table string
@@ -54,6 +55,10 @@ func (db *DB) ApplyRetention(ctx context.Context) (deleted int64, err error) {
 		if deleted += n; err != nil {
 			return deleted, fmt.Errorf("retention of shadow_skips: %w", err)
 		}
+		// Rollup rows are not counted: they are not rows handed to the store.
+		if _, err := db.trimRollups(ctx, cutoff.Unix()/60, cutoff.Unix()/60); err != nil {
+			return deleted, err
+		}
 	}
 	if keep := db.opts.RetainRows; keep > 0 {
 		for _, t := range targets {
@@ -72,6 +77,14 @@ func (db *DB) ApplyRetention(ctx context.Context) (deleted int64, err error) {
 			if deleted += n; err != nil {
 				return deleted, fmt.Errorf("retention of %s: %w", t.table, err)
 			}
+		}
+		// The rollups holding the oldest row kept stay whole.
+		s, p, err := db.oldestMinutes(ctx)
+		if err != nil {
+			return deleted, err
+		}
+		if _, err := db.trimRollups(ctx, s, p); err != nil {
+			return deleted, err
 		}
 	}
 	return deleted, nil

@@ -144,6 +144,7 @@ type DB struct {
 	read  *sql.DB // read-only pool
 
 	insPred, insShadow, upsertSkip *sql.Stmt
+	rollup                         rollupStmts
 
 	queue   chan any
 	senders atomic.Int64 // Write* calls in progress; Close waits for none
@@ -257,11 +258,12 @@ func (db *DB) open() error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING`},
+		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING`},
 		{&db.insShadow, `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
-				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
+				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
+				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
 		{&db.upsertSkip, `INSERT INTO shadow_skips (shadow, version, minute, sampled_out, dropped) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (shadow, version, minute) DO UPDATE SET sampled_out = sampled_out + excluded.sampled_out, dropped = dropped + excluded.dropped`},
 	} {
@@ -269,7 +271,7 @@ func (db *DB) open() error {
 			return fmt.Errorf("prepare: %w", err)
 		}
 	}
-	return nil
+	return db.rollup.prepare(ctx, db.write)
 }
 
 // Close stops accepting rows, waits until the queued ones are committed (or
@@ -286,7 +288,7 @@ func (db *DB) Close() error {
 		<-db.done
 		db.cancel()
 		<-db.retentionDone
-		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(), db.write.Close(), db.read.Close())
+		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(), db.rollup.close(), db.write.Close(), db.read.Close())
 	})
 	return db.closeErr
 }

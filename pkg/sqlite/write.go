@@ -29,6 +29,7 @@ type predRow struct {
 	inputsSize         int
 	outputs            sql.NullString
 	status, err        string
+	cpuUS              sql.NullInt64
 }
 
 type shadowRow struct {
@@ -39,6 +40,11 @@ type shadowRow struct {
 	agreement, maxAbsDiff, meanAbsDiff           sql.NullFloat64
 	primaryClass, shadowClass                    sql.NullInt64
 	comparison                                   string
+	sumSq, primaryScore, shadowScore             sql.NullFloat64
+	elements, cpuUS, primaryLatencyUS            sql.NullInt64
+	// For the rollups: the rows of the first class output and their classes.
+	classRows, agreeRows          int64
+	primaryClasses, shadowClasses []int64
 }
 
 type skipKey struct {
@@ -74,6 +80,7 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 		inputsSize:   len(in),
 		status:       p.Status,
 		err:          p.Error,
+		cpuUS:        nullDuration(p.CPU),
 	}
 	if db.opts.InputCap >= 0 && len(in) <= db.opts.InputCap {
 		r.inputs = sql.NullString{String: string(in), Valid: true}
@@ -106,7 +113,18 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 		meanAbsDiff:    nullFloat(c.MeanAbsDiff),
 		primaryClass:   nullInt(c.PrimaryClass),
 		shadowClass:    nullInt(c.ShadowClass),
+		sumSq:          nullFloat(c.SumSqDiff),
+		primaryScore:   nullFloat(c.PrimaryScore),
+		shadowScore:    nullFloat(c.ShadowScore),
+		cpuUS:          nullDuration(s.CPU),
 	}
+	if c.MaxAbsDiff != nil && c.Elements > 0 {
+		r.elements = sql.NullInt64{Int64: int64(c.Elements), Valid: true}
+	}
+	if s.PrimaryLatency > 0 {
+		r.primaryLatencyUS = sql.NullInt64{Int64: s.PrimaryLatency.Microseconds(), Valid: true}
+	}
+	r.rollupClasses(c)
 	if s.Outputs != nil {
 		r.outputs = sql.NullString{String: string(EncodeTensors(s.Outputs)), Valid: true}
 	}
@@ -176,6 +194,11 @@ func nullFloat(f *float64) sql.NullFloat64 {
 		return sql.NullFloat64{}
 	}
 	return sql.NullFloat64{Float64: *f, Valid: true}
+}
+
+// nullDuration is a duration in microseconds, or NULL for 0 (not measured).
+func nullDuration(d time.Duration) sql.NullInt64 {
+	return sql.NullInt64{Int64: d.Microseconds(), Valid: d > 0}
 }
 
 func nullInt(i *int64) sql.NullInt64 {
@@ -395,10 +418,11 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				Msg("duplicate request id ignored")
 		}
 	}
+	ru := newRollups()
 	if len(b.preds) > 0 {
 		st := tx.StmtContext(ctx, db.insPred)
 		for _, r := range b.preds {
-			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err)
+			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err, r.cpuUS)
 			if err != nil {
 				if !rowError(err) {
 					return fmt.Errorf("insert prediction: %w", err)
@@ -410,6 +434,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				dup("predictions", r.id)
 			} else {
 				n.preds.written++
+				ru.addPrediction(r)
 			}
 		}
 	}
@@ -417,7 +442,8 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 		st := tx.StmtContext(ctx, db.insShadow)
 		for _, r := range b.shadows {
 			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.shadow, r.version, r.primary, r.primaryVersion, r.outputs, r.latencyUS, r.status, r.err,
-				r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison)
+				r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison,
+				r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS)
 			if err != nil {
 				if !rowError(err) {
 					return fmt.Errorf("insert shadow result: %w", err)
@@ -429,6 +455,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				dup("shadow_results", r.id)
 			} else {
 				n.shadows.written++
+				ru.addShadow(r)
 			}
 		}
 	}
@@ -439,6 +466,9 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				return fmt.Errorf("upsert skips: %w", err)
 			}
 		}
+	}
+	if err := ru.write(ctx, tx, &db.rollup); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)

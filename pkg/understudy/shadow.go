@@ -76,6 +76,9 @@ type ShadowResult struct {
 	PrimaryVersion string
 	Outputs        map[string]*Tensor
 	Latency        time.Duration
+	// PrimaryLatency is the primary's latency on the same request, stored
+	// with the pair so that latency ratios need no join.
+	PrimaryLatency time.Duration
 	// CPU is the CPU time the run took on its thread, when known.
 	CPU     time.Duration
 	Status  string // StatusOK, StatusError or StatusTimeout

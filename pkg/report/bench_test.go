@@ -1,0 +1,38 @@
+package report_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/understudy-ml/understudy/pkg/report"
+)
+
+// BenchmarkBuildMillion fills 1,000,000 pairs spread over a week through
+// the store's writer (about 30 s on two cores; skipped with -short) and
+// measures Build for the window "all", which must stay under a second:
+//
+//	go test -run NONE -bench BuildMillion ./pkg/report/
+func BenchmarkBuildMillion(b *testing.B) {
+	if testing.Short() {
+		b.Skip("fills a million pairs")
+	}
+	db := openDB(b)
+	ctx := context.Background()
+	start := time.Now()
+	if err := report.Fill(ctx, db, 1_000_000, now.Add(-7*24*time.Hour), now, 0.02); err != nil {
+		b.Fatalf("Fill: %v", err)
+	}
+	fill := time.Since(start)
+	var ms float64
+	for b.Loop() {
+		r, err := report.Build(ctx, db, report.Query{Window: "all", Tolerance: report.DefaultTolerance}, report.DefaultThresholds, now)
+		if err != nil {
+			b.Fatalf("Build: %v", err)
+		}
+		ms = max(ms, r.ElapsedMS)
+	}
+	// Reported after the loop: b.Loop resets the metrics when it starts.
+	b.ReportMetric(fill.Seconds(), "fill-s")
+	b.ReportMetric(ms, "max-build-ms")
+}
