@@ -334,7 +334,7 @@ func TestPrimaryFlag(t *testing.T) {
 		t.Errorf("status %d body %s, want an answer from int8", r.Status, r.Body)
 	}
 	bad := NewMain()
-	bad.ParseFlags([]string{"--addr", "127.0.0.1:0", "--models-dir", dir, "--primary", "nope", "--ort-lib", ortLib()}, io.Discard)
+	bad.ParseFlags([]string{"--addr", "127.0.0.1:0", "--models-dir", dir, "--primary", "nope", "--db", filepath.Join(t.TempDir(), "u.db"), "--ort-lib", ortLib()}, io.Discard)
 	bad.Log = zerolog.Nop()
 	err := bad.Run(context.Background())
 	bad.Close()

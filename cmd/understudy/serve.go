@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/understudy-ml/understudy/pkg/metrics"
 	"github.com/understudy-ml/understudy/pkg/onnx"
 	"github.com/understudy-ml/understudy/pkg/registry"
+	"github.com/understudy-ml/understudy/pkg/report"
 	"github.com/understudy-ml/understudy/pkg/shadow"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/understudy"
@@ -73,6 +75,8 @@ type Config struct {
 	ShadowQueue int
 	// ShadowNice is the niceness of shadow worker threads (UNDERSTUDY_SHADOW_NICE, default 10).
 	ShadowNice int
+	// ShadowSched is idle (SCHED_IDLE) or nice (UNDERSTUDY_SHADOW_SCHED, default idle).
+	ShadowSched string
 	// ShadowSampling is the default share of requests mirrored to each shadow (UNDERSTUDY_SHADOW_SAMPLING, default 1).
 	ShadowSampling float64
 	// ShadowTimeout bounds one shadow run by default (UNDERSTUDY_SHADOW_TIMEOUT, default 5s).
@@ -85,6 +89,11 @@ type Config struct {
 	RetainRows int64
 	// DrainTimeout bounds how long shutdown waits for queued shadow jobs (UNDERSTUDY_DRAIN_TIMEOUT, default 10s).
 	DrainTimeout time.Duration
+	// ShedWhenBusy drops shadow jobs while the primary handles at least one
+	// request per core (UNDERSTUDY_SHED_WHEN_BUSY, default true).
+	ShedWhenBusy bool
+	// ReportToken guards /report and /api/* (UNDERSTUDY_REPORT_TOKEN; empty: public).
+	ReportToken string
 	// AdminToken enables the admin endpoints (UNDERSTUDY_ADMIN_TOKEN; empty: disabled).
 	AdminToken string
 	// Settle is how long a new model file must stay unchanged before loading (UNDERSTUDY_SETTLE, default 1s).
@@ -133,11 +142,13 @@ func NewMain() *Main {
 			ShadowWorkers:   shadow.DefaultWorkers(),
 			ShadowQueue:     1024,
 			ShadowNice:      10,
+			ShadowSched:     "idle",
 			ShadowSampling:  1,
 			ShadowTimeout:   5 * time.Second,
 			InputCap:        64 << 10,
 			DrainTimeout:    10 * time.Second,
 			Settle:          time.Second,
+			ShedWhenBusy:    true,
 			Rescan:          5 * time.Second,
 		},
 		Log: zerolog.New(os.Stderr).With().Timestamp().Logger(),
@@ -164,13 +175,16 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long graceful shutdown may take")
 	fs.IntVar(&c.ShadowWorkers, "shadow-workers", c.ShadowWorkers, "concurrent shadow runs (default half the cores)")
 	fs.IntVar(&c.ShadowQueue, "shadow-queue", c.ShadowQueue, "shadow jobs that may wait; beyond this they are dropped and counted")
-	fs.IntVar(&c.ShadowNice, "shadow-nice", c.ShadowNice, "niceness of shadow worker threads, 0-19")
+	fs.IntVar(&c.ShadowNice, "shadow-nice", c.ShadowNice, "niceness of shadow worker threads with --shadow-sched nice, 0-19")
+	fs.StringVar(&c.ShadowSched, "shadow-sched", c.ShadowSched, "scheduling of shadow worker threads: idle (SCHED_IDLE: only spare CPU) or nice")
 	fs.Float64Var(&c.ShadowSampling, "shadow-sampling", c.ShadowSampling, "default share of requests mirrored to each shadow, 0-1")
 	fs.DurationVar(&c.ShadowTimeout, "shadow-timeout", c.ShadowTimeout, "default time limit of one shadow run")
 	fs.Var(&c.InputCap, "input-cap", "largest request inputs stored in full; above it only their sha256 (default 64KiB)")
 	fs.IntVar(&c.RetainDays, "retain-days", c.RetainDays, "delete stored rows older than this many days (0 keeps all)")
 	fs.Int64Var(&c.RetainRows, "retain-rows", c.RetainRows, "keep only this many newest rows per table (0 keeps all)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
+	fs.BoolVar(&c.ShedWhenBusy, "shed-when-busy", c.ShedWhenBusy, "drop shadow jobs while the primary handles at least one request per core")
+	fs.StringVar(&c.ReportToken, "report-token", c.ReportToken, "bearer token for /report and /api/* (empty: public); a browser may open /report?token=… once")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for promote, rollback and shadow settings (empty: disabled)")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "how long a new or changed model file must stay unchanged before it is loaded")
 	fs.DurationVar(&c.Rescan, "rescan", c.Rescan, "period of the full models-directory scan that backs up file events")
@@ -185,6 +199,9 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	}
 	if c.ShadowSampling < 0 || c.ShadowSampling > 1 {
 		return fmt.Errorf("--shadow-sampling %v: want a share between 0 and 1", c.ShadowSampling)
+	}
+	if c.ShadowSched != "idle" && c.ShadowSched != "nice" {
+		return fmt.Errorf("--shadow-sched %q: want idle or nice", c.ShadowSched)
 	}
 	if c.ShadowNice < 0 || c.ShadowNice > 19 {
 		return fmt.Errorf("--shadow-nice %d: want 0 to 19", c.ShadowNice)
@@ -310,10 +327,6 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { defer close(m.watchDone); m.reg.Watch(watchCtx) }()
 
 	m.metrics = metrics.New()
-	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice},
-		m.reg.Shadows, m.db, m.metrics, m.Log.With().Str("component", "shadow").Logger())
-	m.registerGauges()
-
 	api := &httpapi.Server{
 		Models:      m.reg,
 		Log:         m.Log,
@@ -324,6 +337,17 @@ func (m *Main) Run(ctx context.Context) error {
 		OnPredict:   m.onPredict,
 		Admin:       m.reg,
 		AdminToken:  c.AdminToken,
+		Report: func(ctx context.Context, q report.Query) (*report.Report, error) {
+			q.Primary, _ = m.reg.Primary()
+			return report.Build(ctx, m.db, q, report.DefaultThresholds, time.Now())
+		},
+		Pairs: func(ctx context.Context, f report.PairFilter) ([]report.Pair, error) {
+			return report.Pairs(ctx, m.db, f)
+		},
+		Request: func(ctx context.Context, id string) (*report.RequestDetail, error) {
+			return report.Request(ctx, m.db, id)
+		},
+		ReportToken: c.ReportToken,
 		Events: func(ctx context.Context, model string, limit int) ([]understudy.Event, error) {
 			return m.db.Events(ctx, sqlite.EventFilter{Model: model, Limit: limit})
 		},
@@ -331,6 +355,19 @@ func (m *Main) Run(ctx context.Context) error {
 			r.Method(http.MethodGet, "/metrics", m.metrics.Handler())
 		},
 	}
+	// The primary is saturated when it handles at least one request per
+	// core; shadow jobs are then shed rather than compete for the CPU.
+	// A shadow worker preempted by the kernel while it runs Go code keeps
+	// its scheduler slot (P); give the workers slots of their own so that
+	// the primary never has fewer than one per core.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < runtime.NumCPU()+c.ShadowWorkers {
+		runtime.GOMAXPROCS(runtime.NumCPU() + c.ShadowWorkers)
+	}
+	busy := func() bool { return c.ShedWhenBusy && api.InFlight() >= int64(runtime.NumCPU()) }
+	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy},
+		m.reg.Shadows, m.db, m.metrics, m.Log.With().Str("component", "shadow").Logger())
+	m.registerGauges()
+
 	m.ln, err = net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)

@@ -1,5 +1,6 @@
 // Package httpapi serves Understudy over HTTP with chi: prediction, model
-// listing, health and, later, the report. It knows the domain types only.
+// listing, health, admin and the report. It knows the domain types and the
+// report's view model only.
 package httpapi
 
 import (
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
+	"github.com/understudy-ml/understudy/pkg/report"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -55,12 +58,29 @@ type Server struct {
 	AdminToken string
 	// Events lists lifecycle events, newest first.
 	Events func(ctx context.Context, model string, limit int) ([]understudy.Event, error)
+	// Report computes the comparison report for GET /report and
+	// GET /api/report; nil answers 503.
+	Report func(ctx context.Context, q report.Query) (*report.Report, error)
+	// Pairs lists stored primary/shadow pairs for GET /api/pairs.
+	Pairs func(ctx context.Context, f report.PairFilter) ([]report.Pair, error)
+	// Request returns everything stored about one request, or an
+	// ENOTFOUND error, for GET /report/requests/{id} and /api/requests/{id}.
+	Request func(ctx context.Context, id string) (*report.RequestDetail, error)
+	// ReportToken guards the report pages and /api/*; empty leaves them
+	// public. See reportCookie for how browsers present it.
+	ReportToken string
 	// Now is the clock, replaceable in tests.
-	Now func() time.Time
-	// Extra mounts more routes (metrics, report) without this package
-	// knowing them.
+	Now      func() time.Time
+	inFlight atomic.Int64
+	runs     atomic.Int64
+
+	// Extra mounts more routes (metrics) without this package knowing
+	// them.
 	Extra func(r chi.Router)
 }
+
+// InFlight returns the number of /predict requests being handled now.
+func (s *Server) InFlight() int64 { return s.inFlight.Load() }
 
 // Handler returns the router with all middleware and routes.
 func (s *Server) Handler() http.Handler {
@@ -70,7 +90,7 @@ func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.requestID, s.accessLog, s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		s.error(w, r, understudy.Errorf(understudy.ENOTFOUND, "no route for %s %s; see GET /models, POST /predict, GET /healthz, GET /readyz", r.Method, r.URL.Path))
+		s.error(w, r, understudy.Errorf(understudy.ENOTFOUND, "no route for %s %s; see GET /report, GET /models, POST /predict, GET /healthz, GET /readyz", r.Method, r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusMethodNotAllowed)
@@ -87,6 +107,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Admin != nil {
 		s.adminRoutes(r)
 	}
+	s.reportRoutes(r)
 	if s.Extra != nil {
 		s.Extra(r)
 	}
