@@ -31,6 +31,14 @@ type Config struct {
 	// Nice is the scheduling niceness of shadow worker threads (0–19), so
 	// that the kernel prefers request handling under contention.
 	Nice int
+	// Idle puts shadow worker threads in the SCHED_IDLE class instead: they
+	// run only on CPU time nothing else wants, so under saturation shadows
+	// fall behind and shed load instead of taking CPU from the primary.
+	Idle bool
+	// Busy, if set, reports that the primary is saturated; a job taken
+	// off the queue then is dropped (and counted) instead of run, so that
+	// shadows give their CPU back exactly when the primary needs it.
+	Busy func() bool
 }
 
 // DefaultWorkers is half the cores, at least one.
@@ -189,7 +197,12 @@ func (m *Mirror) worker(ready chan<- struct{}) {
 	// exits takes its thread with it.
 	runtime.LockOSThread()
 	tid := unix.Gettid()
-	if m.cfg.Nice > 0 {
+	if m.cfg.Idle {
+		attr := unix.SchedAttr{Policy: unix.SCHED_IDLE}
+		if err := unix.SchedSetAttr(tid, &attr, 0); err == nil {
+			m.niceOK.Store(true)
+		}
+	} else if m.cfg.Nice > 0 {
 		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, m.cfg.Nice); err == nil {
 			m.niceOK.Store(true)
 		}
@@ -222,14 +235,26 @@ func (m *Mirror) handle(j job) {
 		m.skip(j.model, j.pred.Time, 0, 1)
 		return
 	}
+	if m.cfg.Busy != nil && m.cfg.Busy() {
+		m.skip(j.model, j.pred.Time, 0, 1)
+		return
+	}
 	set := j.model.Settings()
 	ctx, cancel := context.WithTimeout(m.base, set.Timeout)
 	defer cancel()
-	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version, Primary: j.pred.Model, PrimaryVersion: j.pred.Version}
+	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version, Primary: j.pred.Model, PrimaryVersion: j.pred.Version, PrimaryLatency: j.pred.Latency}
 	var stats understudy.RunStats
 	start := time.Now()
 	out, err := safeRun(understudy.WithRunStats(ctx, &stats), j.model.Runner, j.model.Signature, j.pred.Inputs)
-	res.Latency, res.CPU = time.Since(start), stats.CPU
+	wall := time.Since(start)
+	// A shadow thread runs at idle priority, so its wall time includes
+	// waiting for CPU the primary was using. Its latency is its on-CPU time
+	// instead: with one intra-op thread, what the run would take as the
+	// primary. The timeout above still counts wall time.
+	res.Latency, res.CPU = stats.CPU, stats.CPU
+	if stats.CPU <= 0 {
+		res.Latency = wall
+	}
 	res.Time = time.Now()
 	switch {
 	case err == nil:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/understudy-ml/understudy/pkg/onnx"
 	"github.com/understudy-ml/understudy/pkg/onnxbuild"
@@ -251,6 +252,26 @@ func TestMirrorRecoversPanics(t *testing.T) {
 	}
 	if !strings.Contains(got["boom"][0].Error, "panicked: boom") {
 		t.Errorf("panic error = %q", got["boom"][0].Error)
+	}
+}
+
+// Ensure shadow workers can run in the SCHED_IDLE class, which only gets
+// CPU time nothing else wants.
+func TestWorkersAreIdleClass(t *testing.T) {
+	m := shadow.New(shadow.Config{Workers: 2, QueueSize: 1, Idle: true}, acquireAll(), nil, nil, zerolog.Nop())
+	defer m.Close(context.Background())
+	for _, tid := range m.WorkerTIDs() {
+		attr, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if attr.Policy != unix.SCHED_IDLE {
+			t.Errorf("thread %d policy = %d, want SCHED_IDLE (%d)", tid, attr.Policy, unix.SCHED_IDLE)
+		}
+	}
+	// The test goroutine's own thread keeps the normal policy.
+	if attr, _ := unix.SchedGetAttr(0, 0); attr.Policy == unix.SCHED_IDLE {
+		t.Error("the calling thread was moved to SCHED_IDLE too")
 	}
 }
 
