@@ -25,6 +25,11 @@ test: ort
 bench: build
 	$(GO) run ./cmd/understudy-bench
 
+# Serves the demo models, replays the held-out rows with labels, and keeps
+# serving so that /report can be read.
+demo: build
+	scripts/demo.sh
+
 # Regenerates the demo models and held-out data from testdata/iris.csv.
 models:
 	$(GO) run ./cmd/mkdemo

@@ -36,7 +36,7 @@ var (
 	ortLib   = flag.String("ort-lib", os.Getenv("UNDERSTUDY_ORT_LIB"), "ONNX Runtime library")
 	duration = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
 	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
-	only     = flag.String("only", "", "comma-separated sections to run: serve,shadow,store,report,soak (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: serve,shadow,store,lifecycle,report,soak (default all)")
 
 	floorModel = flag.String("floor-model", "", "internal: run as the floor server for this model")
 	floorAddr  = flag.String("floor-addr", "", "internal: the floor server's address")
@@ -84,6 +84,11 @@ func main() {
 	}
 	if section("store") {
 		if err := benchStore(); err != nil {
+			fail(err)
+		}
+	}
+	if section("lifecycle") {
+		if err := benchLifecycle(models); err != nil {
 			fail(err)
 		}
 	}

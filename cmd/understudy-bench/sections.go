@@ -1,0 +1,276 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/understudy-ml/understudy/pkg/onnxbuild"
+	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/sqlite"
+)
+
+// shadowFiles returns two shadows for a model: for the demo its v2 and a
+// retrained variant, for the generated model two other seeds.
+func shadowFiles(m benchModel) (map[string][]byte, error) {
+	if strings.HasPrefix(m.name, "iris") {
+		v2, err := os.ReadFile("models/iris-v2.onnx")
+		if err != nil {
+			return nil, err
+		}
+		alt, err := onnxbuild.RandomMLP(3, 4, []int{8}, 3).Model("alt").Marshal()
+		return map[string][]byte{"shadow-a": v2, "shadow-b": alt}, err
+	}
+	a, err := onnxbuild.RandomMLP(2, 512, []int{1024, 1024, 1024, 1024}, 10).Model("a").Marshal()
+	if err != nil {
+		return nil, err
+	}
+	b, err := onnxbuild.RandomMLP(3, 512, []int{1024, 1024, 1024, 1024}, 10).Model("b").Marshal()
+	return map[string][]byte{"shadow-a": a, "shadow-b": b}, err
+}
+
+// benchShadows measures what two shadows at sampling 1.0 cost the primary.
+func benchShadows(m benchModel) error {
+	shadows, err := shadowFiles(m)
+	if err != nil {
+		return err
+	}
+	plain, err := startServer(map[string][]byte{"primary": m.file}, "primary")
+	if err != nil {
+		return err
+	}
+	defer plain.stop()
+	files := map[string][]byte{"primary": m.file}
+	for k, v := range shadows {
+		files[k] = v
+	}
+	shadowed, err := startServer(files, "primary")
+	if err != nil {
+		return err
+	}
+	defer shadowed.stop()
+
+	fmt.Printf("== 2 shadows at sampling 1.0 vs none: %s ==\n", m.name)
+	// Maximum throughput, alternating rounds.
+	var without, with []float64
+	for range rounds {
+		a, err := closedLoop(plain.url+"/predict", m.body, 4, *duration/rounds)
+		if err != nil {
+			return err
+		}
+		b, err := closedLoop(shadowed.url+"/predict", m.body, 4, *duration/rounds)
+		if err != nil {
+			return err
+		}
+		without, with = append(without, a.rate), append(with, b.rate)
+	}
+	maxRate := median(without)
+	drops, mirrored := shadowCounts(shadowed.url)
+	// Fixed rate at half the no-shadow maximum.
+	rate := maxRate / 2
+	var p99a, p99b []float64
+	var la, lb loadResult
+	for range rounds {
+		a, err := openLoop(plain.url+"/predict", m.body, rate, *duration/rounds)
+		if err != nil {
+			return err
+		}
+		b, err := openLoop(shadowed.url+"/predict", m.body, rate, *duration/rounds)
+		if err != nil {
+			return err
+		}
+		p99a, p99b = append(p99a, float64(a.p(99))), append(p99b, float64(b.p(99)))
+		la.lat, lb.lat = append(la.lat, a.lat...), append(lb.lat, b.lat...)
+	}
+	drops2, mirrored2 := shadowCounts(shadowed.url)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "measure\tno shadows\t2 shadows\tratio\ttarget\t")
+	fmt.Fprintf(tw, "max /predict/s (c=4)\t%.0f\t%.0f\t%.2f\t≥ 0.85\t\n", maxRate, median(with), median(with)/maxRate)
+	fmt.Fprintf(tw, "p99 at %.0f req/s\t%v\t%v\t%.2f\t≤ 1.15\t\n", rate, la.p(99), lb.p(99), float64(lb.p(99))/float64(la.p(99)))
+	fmt.Fprintf(tw, "p50 at %.0f req/s\t%v\t%v\t%.2f\t\t\n", rate, la.p(50), lb.p(50), float64(lb.p(50))/float64(la.p(50)))
+	tw.Flush()
+	fmt.Printf("(median of per-round p99 ratios: %.2f)\n", median(ratios(p99b, p99a)))
+	fmt.Printf("shadow drop rate: %.1f%% at maximum load (%d dropped, %d run), %.1f%% at the fixed rate\n\n",
+		pct(drops, drops+mirrored), drops, mirrored, pct(drops2-drops, drops2-drops+mirrored2-mirrored))
+	return nil
+}
+
+func ratios(a, b []float64) []float64 {
+	out := make([]float64, len(a))
+	for i := range a {
+		out[i] = a[i] / b[i]
+	}
+	return out
+}
+
+func pct(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+var metricLine = regexp.MustCompile(`(?m)^(understudy_shadow_dropped_total|understudy_model_runs_total)\{([^}]*)\} (\S+)$`)
+
+// shadowCounts reads dropped and completed shadow jobs from /metrics.
+func shadowCounts(url string) (dropped, ran int64) {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, m := range metricLine.FindAllStringSubmatch(string(b), -1) {
+		v, _ := strconv.ParseFloat(m[3], 64)
+		switch {
+		case m[1] == "understudy_shadow_dropped_total":
+			dropped += int64(v)
+		case strings.Contains(m[2], `role="shadow"`):
+			ran += int64(v)
+		}
+	}
+	return dropped, ran
+}
+
+func benchStore() error {
+	dir, err := os.MkdirTemp("", "understudy-store-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Println("== store write rate ==")
+	rate, err := sqlite.MeasureWriteRate(dir, 200_000)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%.0f rows/s sustained (one prediction + one shadow result per pair, 200,000 pairs; target ≥ 20,000)\n\n", rate)
+	return nil
+}
+
+// benchLifecycle measures how long a file dropped into models/ takes to
+// become a serving shadow, with the default settle interval.
+func benchLifecycle(models []benchModel) error {
+	srv, err := startServer(map[string][]byte{"primary": models[0].file}, "primary")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	fmt.Println("== drop a file into models/ until it is a serving shadow (default --settle 1s) ==")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "model\tsize\tto shadow\tload\twarm-up\t")
+	for i, m := range models {
+		name := fmt.Sprintf("dropped-%d", i)
+		tmp := filepath.Join(srv.dir, "models", "."+name+".tmp")
+		if err := os.WriteFile(tmp, m.file, 0o644); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := os.Rename(tmp, filepath.Join(srv.dir, "models", name+".onnx")); err != nil {
+			return err
+		}
+		var load, warm float64
+		for {
+			if time.Since(start) > time.Minute {
+				return fmt.Errorf("%s never became a shadow", name)
+			}
+			// The generated model does not take the demo's inputs, so it
+			// is loaded as incompatible; the time to load is the same.
+			if role, l, w := modelRole(srv.url, name); role == "shadow" || role == "incompatible" {
+				load, warm = l, w
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		fmt.Fprintf(tw, "%s\t%.1f MB\t%v\t%.1f ms\t%.1f ms\t\n", m.name, float64(len(m.file))/1e6, time.Since(start).Round(time.Millisecond), load, warm)
+	}
+	tw.Flush()
+	fmt.Println()
+	return nil
+}
+
+func modelRole(url, name string) (role string, loadMS, warmMS float64) {
+	resp, err := http.Get(url + "/models")
+	if err != nil {
+		return "", 0, 0
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Models []struct {
+			Name     string  `json:"name"`
+			Role     string  `json:"role"`
+			LoadMS   float64 `json:"load_ms"`
+			WarmupMS float64 `json:"warmup_ms"`
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&v)
+	for _, m := range v.Models {
+		if m.Name == name {
+			return m.Role, m.LoadMS, m.WarmupMS
+		}
+	}
+	return "", 0, 0
+}
+
+// benchSoak runs a constant load with two shadows and compares resident
+// memory after one minute and at the end.
+func benchSoak(m benchModel) error {
+	shadows, err := shadowFiles(m)
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{"primary": m.file}
+	for k, v := range shadows {
+		files[k] = v
+	}
+	srv, err := startServer(files, "primary")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	fmt.Printf("== memory under constant load for %v (%s, 2 shadows) ==\n", *soak, m.name)
+	const rate = 1000.0
+	start := time.Now()
+	var at1 int64
+	for elapsed := time.Duration(0); elapsed < *soak; elapsed = time.Since(start) {
+		step := min(30*time.Second, *soak-elapsed)
+		if _, err := openLoop(srv.url+"/predict", m.body, rate, step); err != nil {
+			return err
+		}
+		if at1 == 0 && time.Since(start) >= time.Minute {
+			at1 = procRSS(srv.cmd.Process.Pid)
+			fmt.Printf("RSS after %v: %.1f MB\n", time.Since(start).Round(time.Second), float64(at1)/1e6)
+		}
+	}
+	end := procRSS(srv.cmd.Process.Pid)
+	fmt.Printf("RSS after %v: %.1f MB", time.Since(start).Round(time.Second), float64(end)/1e6)
+	if at1 > 0 {
+		fmt.Printf(" (%.1f%% of the 1-minute figure; target within 10%%)", 100*float64(end)/float64(at1))
+	}
+	fmt.Print("\n\n")
+	return nil
+}
+
+// benchReport fills a database with 1,000,000 pairs through the real writer
+// and times the report over all of them.
+func benchReport() error {
+	dir, err := os.MkdirTemp("", "understudy-report-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Println("== report on 1,000,000 stored pairs ==")
+	fill, build, err := report.MeasureReport(dir, 1_000_000)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("filled in %v through the writer; /api/report for window \"all\" built in %v (target < 1s)\n\n", fill.Round(time.Second), build.Round(time.Millisecond))
+	return nil
+}
