@@ -226,12 +226,17 @@ func benchServe(rt *onnx.Runtime, m benchModel) error {
 	fmt.Printf("== POST /predict vs raw in-process Run: %s ==\n", m.name)
 	fmt.Printf("(each cell alternates %d short rounds of raw Run and /predict; ratio is the median of the per-round ratios)\n", rounds)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "concurrency\traw Run/s\t/predict/s\tratio\tp50\tp99\t")
+	floor, err := startFloor(m.file)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
+	fmt.Fprintln(tw, "concurrency\traw Run/s\t/predict/s\tratio\tp50\tp99\tbare server/s\tbare ratio\t")
 	for _, c := range []int{1, 2, 4, 8} {
 		// Raw runs cannot use more threads than cores; past that the
 		// comparison is with the machine's raw maximum.
 		rc := min(c, runtime.NumCPU())
-		var rawRates, rates, ratios []float64
+		var rawRates, rates, ratios, bareRates, bareRatios []float64
 		var all loadResult
 		for range rounds {
 			raw, err := rawThroughput(lm.Runner, m.input, rc, *duration/rounds)
@@ -242,39 +247,48 @@ func benchServe(rt *onnx.Runtime, m benchModel) error {
 			if err != nil {
 				return err
 			}
+			bare, err := closedLoop(floor.url+"/predict", m.body, c, *duration/rounds)
+			if err != nil {
+				return err
+			}
 			rawRates, rates, ratios = append(rawRates, raw), append(rates, res.rate), append(ratios, res.rate/raw)
+			bareRates, bareRatios = append(bareRates, bare.rate), append(bareRatios, bare.rate/raw)
 			all.lat = append(all.lat, res.lat...)
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t%v\t%v\t\n", c, median(rawRates), median(rates), median(ratios), all.p(50), all.p(99))
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t%v\t%v\t%.0f\t%.2f\t\n", c, median(rawRates), median(rates), median(ratios), all.p(50), all.p(99), median(bareRates), median(bareRatios))
 	}
 	tw.Flush()
 
-	// Added CPU: the server process's CPU per request, less the CPU of a raw
-	// run, at concurrency 1.
-	rawCPU, err := cpuPerRun(lm.Runner, m.input, *duration)
+	// Added CPU: the server process's CPU per request at concurrency 1,
+	// against a bare net/http server doing the same Run, in alternating
+	// rounds so that both see the same noise; medians of the rounds.
+	rawCPU, err := cpuPerRun(lm.Runner, m.input, *duration/rounds)
 	if err != nil {
 		return err
 	}
-	before := procCPU(srv.cmd.Process.Pid)
-	res, err := closedLoop(srv.url+"/predict", m.body, 1, *duration)
-	if err != nil {
-		return err
+	perRequest := func(s *server) (time.Duration, error) {
+		before := procCPU(s.cmd.Process.Pid)
+		res, err := closedLoop(s.url+"/predict", m.body, 1, *duration/rounds)
+		if err != nil {
+			return 0, err
+		}
+		return (procCPU(s.cmd.Process.Pid) - before) / time.Duration(res.n), nil
 	}
-	serverCPU := (procCPU(srv.cmd.Process.Pid) - before) / time.Duration(res.n)
-	floor, err := startFloor(m.file)
-	if err != nil {
-		return err
+	var ours, bare, added []float64
+	for range rounds {
+		o, err := perRequest(srv)
+		if err != nil {
+			return err
+		}
+		b, err := perRequest(floor)
+		if err != nil {
+			return err
+		}
+		ours, bare, added = append(ours, float64(o)), append(bare, float64(b)), append(added, float64(o-b))
 	}
-	defer floor.stop()
-	before = procCPU(floor.cmd.Process.Pid)
-	fres, err := closedLoop(floor.url+"/predict", m.body, 1, *duration)
-	if err != nil {
-		return err
-	}
-	floorCPU := (procCPU(floor.cmd.Process.Pid) - before) / time.Duration(fres.n)
-	us := func(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/1e3) }
-	fmt.Printf("CPU per request at concurrency 1: Understudy %s; bare net/http server doing the same Run %s; raw Run %s\n", us(serverCPU), us(floorCPU), us(rawCPU))
-	fmt.Printf("  added by Understudy over the bare server: %s (target ≤ 60µs on the demo model); over the raw Run: %s\n\n", us(serverCPU-floorCPU), us(serverCPU-rawCPU))
+	us := func(d float64) string { return fmt.Sprintf("%.1fµs", d/1e3) }
+	fmt.Printf("CPU per request at concurrency 1 (medians of %d rounds): Understudy %s; bare net/http server doing the same Run %s; raw Run %s\n", rounds, us(median(ours)), us(median(bare)), us(float64(rawCPU)))
+	fmt.Printf("  added by Understudy over the bare server: %s (target ≤ 60µs on the demo model); over the raw Run: %s\n\n", us(median(added)), us(median(ours)-float64(rawCPU)))
 	return nil
 }
 

@@ -128,13 +128,17 @@ func TestSlowCopyLoadedOnce(t *testing.T) {
 	if got, want := find(ms, "copied", "").Version, sha12(data); got != want {
 		t.Errorf("version %s, want %s (the complete file)", got, want)
 	}
+	// Events reach the store a moment after the model is serving.
 	var loaded, failed int
-	for _, ev := range events(t, m.URL(), "copied") {
-		switch ev.Kind {
-		case "loaded":
-			loaded++
-		case "failed":
-			failed++
+	for deadline := time.Now().Add(5 * time.Second); loaded == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		loaded, failed = 0, 0
+		for _, ev := range events(t, m.URL(), "copied") {
+			switch ev.Kind {
+			case "loaded":
+				loaded++
+			case "failed":
+				failed++
+			}
 		}
 	}
 	if loaded != 1 || failed != 0 {
@@ -201,6 +205,7 @@ func TestBrokenFilesFail(t *testing.T) {
 			failedEvents++
 		}
 	}
+	// The event store is asynchronous; 500 ms is ample for the one event.
 	if failedEvents != 1 {
 		t.Errorf("garbage failed %d times, want once (retried only on change)", failedEvents)
 	}

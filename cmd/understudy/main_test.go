@@ -45,19 +45,11 @@ func writeModel(tb testing.TB, dir, name string, m *onnxbuild.Model, mtime time.
 	}
 }
 
-// startServer runs a Main on a free loopback port over the models in dir.
+// startServer runs a Main on a free loopback port over the models in dir,
+// closed when the test ends.
 func startServer(tb testing.TB, dir string, args ...string) *Main {
 	tb.Helper()
-	m := NewMain()
-	all := append([]string{"--addr", "127.0.0.1:0", "--models-dir", dir, "--db", filepath.Join(tb.TempDir(), "u.db"), "--ort-lib", ortLib()}, args...)
-	if err := m.ParseFlags(all, io.Discard); err != nil {
-		tb.Fatal(err)
-	}
-	m.Log = zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.WarnLevel)
-	if err := m.Run(context.Background()); err != nil {
-		m.Close()
-		tb.Fatal(err)
-	}
+	m := startServerWith(tb, dir, nil, args...)
 	tb.Cleanup(func() {
 		if err := m.Close(); err != nil {
 			tb.Errorf("close: %v", err)

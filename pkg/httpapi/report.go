@@ -436,15 +436,7 @@ type errorView struct {
 
 // errorPage is s.error for browsers.
 func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, err error) {
-	code := understudy.ErrorCode(err)
-	status, ok := statusOf[code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	id := w.Header().Get("X-Request-Id")
-	if code == understudy.EINTERNAL {
-		s.Log.Error().Str("request_id", id).Err(err).Str("path", r.URL.Path).Msg("internal error")
-	}
+	_, status, id := s.classify(w, r, err)
 	s.render(w, r, status, "error", errorView{Title: http.StatusText(status), Message: understudy.ErrorMessage(err), RequestID: id, Status: status})
 }
 

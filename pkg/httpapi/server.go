@@ -188,18 +188,25 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // error writes err as JSON with the status from the table. Internal errors
 // are logged and replaced by a generic message.
 func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
-	code := understudy.ErrorCode(err)
+	code, status, id := s.classify(w, r, err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	writeJSON(w, map[string]string{"error": understudy.ErrorMessage(err), "code": code, "request_id": id})
+}
+
+// classify looks up err's code and status in the table, and logs internal
+// errors, whose text never reaches the client.
+func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (code string, status int, id string) {
+	code = understudy.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	id := w.Header().Get("X-Request-Id")
+	id = w.Header().Get("X-Request-Id")
 	if code == understudy.EINTERNAL {
 		s.Log.Error().Str("request_id", id).Err(err).Str("path", r.URL.Path).Msg("internal error")
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	writeJSON(w, map[string]string{"error": understudy.ErrorMessage(err), "code": code, "request_id": id})
+	return code, status, id
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -20,6 +20,9 @@ import (
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
+// pollInterval is how often an idle worker looks at the queue.
+const pollInterval = time.Millisecond
+
 // Config sizes the mirror.
 type Config struct {
 	// Workers is the number of concurrent shadow runs. The default leaves
@@ -211,10 +214,21 @@ func (m *Mirror) worker(ready chan<- struct{}) {
 	m.tids = append(m.tids, tid)
 	m.tidsMu.Unlock()
 	ready <- struct{}{}
+	// An idle worker polls instead of blocking on the queue: a worker
+	// blocked on the channel would have to be woken by the request that
+	// submits the job, and on a VM that wake-up is a costly futex call on
+	// the request path. Polling costs a timer tick per millisecond on an
+	// idle-priority thread.
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case j := <-m.queue:
 			m.handle(j)
+			continue
+		default:
+		}
+		select {
 		case <-m.draining:
 			for {
 				select {
@@ -224,6 +238,7 @@ func (m *Mirror) worker(ready chan<- struct{}) {
 					return
 				}
 			}
+		case <-tick.C:
 		}
 	}
 }

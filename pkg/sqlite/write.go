@@ -291,19 +291,27 @@ func (db *DB) run() {
 			db.drain(b)
 			return
 		}
-		timer.Reset(db.opts.FlushInterval)
+		if len(b.flushes) == 0 {
+			// Wait for the timer alone: rows sent meanwhile wait in the
+			// channel's buffer, so a request handing over a row never has
+			// to wake this goroutine (on a VM each wake-up is a costly
+			// futex call on the request path).
+			timer.Reset(db.opts.FlushInterval)
+			select {
+			case <-timer.C:
+			case <-db.quit:
+				timer.Stop()
+			}
+		}
 	collect:
 		for b.rows() < db.opts.BatchSize && len(b.flushes) == 0 {
 			select {
 			case it := <-db.queue:
 				b.add(it)
-			case <-timer.C:
-				break collect
-			case <-db.quit:
+			default:
 				break collect
 			}
 		}
-		timer.Stop()
 		db.commit(b)
 	}
 }
