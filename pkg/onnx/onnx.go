@@ -206,7 +206,7 @@ func (r *Runtime) Load(data []byte, o Options) (*understudy.LoadedModel, error) 
 		return nil, err
 	}
 	return &understudy.LoadedModel{
-		Runner:      &Session{sess: sess, sig: sig},
+		Runner:      &Session{sess: sess, sig: sig, options: make(chan *ort.RunOptions, 64)},
 		Signature:   sig,
 		Metadata:    meta,
 		MemoryBytes: max(0, residentBytes()-rssBefore),
@@ -320,6 +320,27 @@ type Session struct {
 	sig  understudy.Signature
 	mu   sync.Mutex
 	done bool
+	// options is a free list of RunOptions: creating and destroying one
+	// per run costs two cgo calls on every request. A channel rather than
+	// a sync.Pool, because a pool would drop them without Destroy.
+	options chan *ort.RunOptions
+}
+
+func (s *Session) runOptions() (*ort.RunOptions, error) {
+	select {
+	case ro := <-s.options:
+		return ro, nil
+	default:
+		return ort.NewRunOptions()
+	}
+}
+
+func (s *Session) putRunOptions(ro *ort.RunOptions) {
+	select {
+	case s.options <- ro:
+	default:
+		ro.Destroy()
+	}
 }
 
 // Close releases the session. Runs must have finished.
@@ -330,7 +351,14 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.done = true
-	return s.sess.Destroy()
+	for {
+		select {
+		case ro := <-s.options:
+			ro.Destroy()
+		default:
+			return s.sess.Destroy()
+		}
+	}
 }
 
 // Run runs the model on inputs, which must match the signature (the caller
@@ -381,12 +409,23 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("run not started: %w", err)
 		}
-		if ro, err = ort.NewRunOptions(); err != nil {
+		if ro, err = s.runOptions(); err != nil {
 			return nil, fmt.Errorf("create run options: %w", err)
 		}
-		defer ro.Destroy()
-		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
-		defer stop()
+		fired := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() { ro.Terminate(); close(fired) })
+		defer func() {
+			if !stop() {
+				// Terminate may still be running: wait for it, then reset
+				// the flag, which would otherwise stop every later run.
+				<-fired
+				if ro.UnsetTerminate() != nil {
+					ro.Destroy()
+					return
+				}
+			}
+			s.putRunOptions(ro)
+		}()
 	}
 	var runErr error
 	if st := understudy.RunStatsFrom(ctx); st != nil {

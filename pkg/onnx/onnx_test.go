@@ -213,6 +213,17 @@ func TestRunTerminatedByContext(t *testing.T) {
 	if took > 2*time.Second {
 		t.Errorf("terminated run took %v; it should stop soon after the 50ms deadline", took)
 	}
+	// The terminated RunOptions is reused only after its flag is reset: a
+	// later run on the same session with a live context completes.
+	one := map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{1, 4}, Data: []float32{1, 2, 3, 4}}}
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := lm.Runner.Run(ctx, one)
+		cancel()
+		if err != nil || !reflect.DeepEqual(out["y"].Data, []float32{1, 2, 3, 4}) {
+			t.Fatalf("run after a terminated one: %v, %v", out, err)
+		}
+	}
 	// Still usable, and the slow model returns its input unchanged.
 	small := load(t, onnxbuild.Slow(3))
 	x := []float32{1, 2, 3, 4}
