@@ -161,7 +161,8 @@ type DB struct {
 	batches, failedBatches      atomic.Int64
 	failLog, dupLog, recoverLog limiter
 	retainLog                   limiter
-	failing                     bool // writer only: the last batch failed
+	failing                     bool          // writer only: the last batch failed
+	kick                        chan struct{} // wakes the writer for a flush
 }
 
 var _ understudy.Store = (*DB)(nil)
@@ -177,6 +178,7 @@ func Open(path string, opts Options) (*DB, error) {
 		log:           opts.Log,
 		queue:         make(chan any, opts.QueueSize),
 		quit:          make(chan struct{}),
+		kick:          make(chan struct{}, 1),
 		done:          make(chan struct{}),
 		retentionDone: make(chan struct{}),
 	}

@@ -227,6 +227,12 @@ func (db *DB) Flush(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// The writer may be waiting out its flush interval; flushes are rare
+	// enough to wake it.
+	select {
+	case db.kick <- struct{}{}:
+	default:
+	}
 	select {
 	case <-f:
 		return nil
@@ -299,6 +305,8 @@ func (db *DB) run() {
 			timer.Reset(db.opts.FlushInterval)
 			select {
 			case <-timer.C:
+			case <-db.kick:
+				timer.Stop()
 			case <-db.quit:
 				timer.Stop()
 			}
