@@ -229,7 +229,12 @@ func TestBadShadowsLeavePrimaryAlone(t *testing.T) {
 
 	dbPath := filepath.Join(t.TempDir(), "bad.db")
 	a := startServerWith(t, base, nil, "--primary", "iris-v1")
-	b := startServerWith(t, withBad, nil, "--primary", "iris-v1", "--db", dbPath, "--shadow-timeout", "3ms", "--shadow-workers", "1")
+	b := startServerWith(t, withBad, nil, "--primary", "iris-v1", "--db", dbPath, "--shadow-timeout", "3ms", "--shadow-workers", "1", "--admin-token", adminToken)
+	// The failing shadow gets a generous timeout of its own, so that a
+	// loaded machine cannot turn its errors into timeouts.
+	if r := admin(t, "PUT", b.URL()+"/models/failing", adminToken, []byte(`{"timeout_ms": 10000}`)); r.Status != 200 {
+		t.Fatalf("settings: %d %s", r.Status, r.Body)
+	}
 	var got, want []answer
 	// Interleave the two servers so both see the same machine noise.
 	for i := 0; i < len(rows); i += 5 {
@@ -271,13 +276,13 @@ func TestBadShadowsLeavePrimaryAlone(t *testing.T) {
 	slow, failing := statuses["slow"], statuses["failing"]
 	_, dropSlow, _ := db.Skips(context.Background(), "slow")
 	_, dropFail, _ := db.Skips(context.Background(), "failing")
-	if slow["timeout"]+int(dropSlow) != len(rows) || slow["ok"] != 0 {
+	// Every job is a timeout, an error or a counted drop (shadows shed load
+	// while the primary is busy), and each kind did happen.
+	if slow["timeout"]+int(dropSlow) != len(rows) || slow["ok"] != 0 || slow["timeout"] == 0 {
 		t.Errorf("slow shadow: %v and %d dropped, want %d timeouts or drops", slow, dropSlow, len(rows))
 	}
-	// The 3ms timeout is shared, so a failing run that the noisy machine
-	// delays past it is a timeout; most must be errors.
-	if failing["error"]+failing["timeout"]+int(dropFail) != len(rows) || failing["ok"] != 0 || failing["error"] < len(rows)/2 {
-		t.Errorf("failing shadow: %v and %d dropped, want %d errors (or drops)", failing, dropFail, len(rows))
+	if failing["error"]+int(dropFail) != len(rows) || failing["ok"] != 0 || failing["error"] == 0 {
+		t.Errorf("failing shadow: %v and %d dropped, want %d errors or drops", failing, dropFail, len(rows))
 	}
 }
 

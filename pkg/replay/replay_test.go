@@ -518,8 +518,10 @@ func TestRunCancel(t *testing.T) {
 			if s.Sent >= 45 {
 				t.Errorf("sent %d, want fewer than 45", s.Sent)
 			}
-			if got, want := s.Abandoned, tt.wantAbandoned; got != want {
-				t.Errorf("abandoned %d, want %d", got, want)
+			// At 20/s a request is rarely in flight at the cancel, but a
+			// loaded machine can make it so; held requests always are.
+			if got, want := s.Abandoned, tt.wantAbandoned; (tt.hold && got != want) || (!tt.hold && got > tt.cfg.Concurrency) {
+				t.Errorf("abandoned %d, want %d (at most the concurrency when not held)", got, want)
 			}
 			if got, want := s.OK+s.FailedTotal()+s.Abandoned, s.Sent; got != want {
 				t.Errorf("ok+failed+abandoned = %d, want sent = %d", got, want)
