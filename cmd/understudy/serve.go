@@ -170,16 +170,16 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, or console for humans")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.LogPayloads, "log-payloads", c.LogPayloads, "log request bodies at debug level (they may hold personal data)")
-	fs.Var(&c.MaxBody, "max-body", "maximum request body size, e.g. 16MiB or 1048576 (default 16MiB)")
+	fs.Var(&c.MaxBody, "max-body", "maximum request body size, e.g. 16MiB or 1048576")
 	fs.StringVar(&c.ORTLib, "ort-lib", c.ORTLib, "ONNX Runtime shared library (default: the copy make fetched)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long graceful shutdown may take")
-	fs.IntVar(&c.ShadowWorkers, "shadow-workers", c.ShadowWorkers, "concurrent shadow runs (default half the cores)")
+	fs.IntVar(&c.ShadowWorkers, "shadow-workers", c.ShadowWorkers, "concurrent shadow runs (the default is half the cores)")
 	fs.IntVar(&c.ShadowQueue, "shadow-queue", c.ShadowQueue, "shadow jobs that may wait; beyond this they are dropped and counted")
 	fs.IntVar(&c.ShadowNice, "shadow-nice", c.ShadowNice, "niceness of shadow worker threads with --shadow-sched nice, 0-19")
 	fs.StringVar(&c.ShadowSched, "shadow-sched", c.ShadowSched, "scheduling of shadow worker threads: idle (SCHED_IDLE: only spare CPU) or nice")
 	fs.Float64Var(&c.ShadowSampling, "shadow-sampling", c.ShadowSampling, "default share of requests mirrored to each shadow, 0-1")
 	fs.DurationVar(&c.ShadowTimeout, "shadow-timeout", c.ShadowTimeout, "default time limit of one shadow run")
-	fs.Var(&c.InputCap, "input-cap", "largest request inputs stored in full; above it only their sha256 (default 64KiB)")
+	fs.Var(&c.InputCap, "input-cap", "largest request inputs stored in full; above it only their sha256")
 	fs.IntVar(&c.RetainDays, "retain-days", c.RetainDays, "delete stored rows older than this many days (0 keeps all)")
 	fs.Int64Var(&c.RetainRows, "retain-rows", c.RetainRows, "keep only this many newest rows per table (0 keeps all)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
@@ -542,7 +542,19 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 // byteSize is a flag value that reads sizes like 16MiB, 512KB or 1048576.
 type byteSize int64
 
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	n := int64(*b)
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}
 
 func (b *byteSize) Set(s string) error {
 	s = strings.TrimSpace(s)
