@@ -56,7 +56,7 @@ func requireToken(token, what, enable string, s *Server) func(http.Handler) http
 func modelName(r *http.Request) (string, error) {
 	raw := chi.URLParam(r, "name")
 	name, err := url.PathUnescape(raw)
-	if err != nil || name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || len(name) > 200 {
+	if err != nil || !understudy.ValidModelName(name) {
 		return "", understudy.Errorf(understudy.EINVALID, "invalid model name %q: a name is a file stem in the models directory, without / \\ or ..", raw)
 	}
 	return name, nil

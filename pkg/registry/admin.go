@@ -36,16 +36,7 @@ func (r *Registry) Promote(name, version string, force bool, actor string) (unde
 	if old != nil {
 		r.previous = append(r.previous, old)
 	}
-	r.primary = m
-	r.publish()
-	detail := "first primary"
-	if old != nil {
-		detail = fmt.Sprintf("replaces %s@%s, which stays loaded as a shadow", old.Name, old.Version)
-	}
-	r.Log.Warn().Str("model", m.Name).Str("version", m.Version).Str("actor", actor).Str("detail", detail).Msg("promoted to primary")
-	r.event(understudy.EventPromoted, m.Name, m.Version, actor, detail)
-	r.deployed()
-	return m.Ref(), nil
+	return r.swap(m, understudy.EventPromoted, "first primary", actor), nil
 }
 
 // Rollback restores the previous primary the same way Promote swaps.
@@ -57,17 +48,21 @@ func (r *Registry) Rollback(actor string) (understudy.ModelRef, error) {
 	}
 	m := r.previous[len(r.previous)-1]
 	r.previous = r.previous[:len(r.previous)-1]
-	old := r.primary
-	r.primary = m
-	r.publish()
-	detail := "restores the previous primary"
-	if old != nil {
+	return r.swap(m, understudy.EventRolledBack, "restores the previous primary", actor), nil
+}
+
+// swap makes m the primary in one snapshot, so that in-flight requests keep
+// the model they acquired, and records the change. r.mu must be held.
+func (r *Registry) swap(m *Model, kind, detail, actor string) understudy.ModelRef {
+	if old := r.primary; old != nil {
 		detail = fmt.Sprintf("replaces %s@%s, which stays loaded as a shadow", old.Name, old.Version)
 	}
-	r.Log.Warn().Str("model", m.Name).Str("version", m.Version).Str("actor", actor).Str("detail", detail).Msg("rolled back")
-	r.event(understudy.EventRolledBack, m.Name, m.Version, actor, detail)
+	r.primary = m
+	r.publish()
+	r.Log.Warn().Str("model", m.Name).Str("version", m.Version).Str("actor", actor).Str("detail", detail).Msg(kind)
+	r.event(kind, m.Name, m.Version, actor, detail)
 	r.deployed()
-	return m.Ref(), nil
+	return m.Ref()
 }
 
 // Configure changes the shadow settings of every loaded version of name,

@@ -51,10 +51,9 @@ type Model struct {
 	info     understudy.ModelInfo // guarded by the registry's mu once registered
 	// refs counts the registry's own reference plus one per in-flight use;
 	// the session closes when it drops to zero.
-	refs    atomic.Int64
-	log     zerolog.Logger
-	closed  func()
-	retired bool
+	refs   atomic.Int64
+	log    zerolog.Logger
+	closed func()
 }
 
 // NewModel wraps a runner as a model that is not in any registry, with the
@@ -180,14 +179,9 @@ func ModelName(file string) (string, bool) {
 	return name, ValidName(name)
 }
 
-// ValidName reports whether name can be a model name: a plain file stem
-// that cannot reach outside the models directory.
-func ValidName(name string) bool {
-	if name == "" || name == "." || name == ".." || len(name) > 200 {
-		return false
-	}
-	return !strings.ContainsAny(name, "/\\\x00")
-}
+// ValidName reports whether name can be a model name; see
+// understudy.ValidModelName.
+func ValidName(name string) bool { return understudy.ValidModelName(name) }
 
 func (r *Registry) event(kind, name, version, actor, detail string) {
 	ev := understudy.Event{Time: r.Now(), Kind: kind, Model: name, Version: version, Actor: actor, Detail: detail}
@@ -523,7 +517,6 @@ func (r *Registry) retire(m *Model, actor, why string) {
 			break
 		}
 	}
-	m.retired = true
 	r.Log.Info().Str("model", m.Name).Str("version", m.Version).Str("reason", why).Msg("model unloaded; its session closes after its last run")
 	r.event(understudy.EventUnloaded, m.Name, m.Version, actor, why)
 	m.Release()

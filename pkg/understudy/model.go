@@ -2,6 +2,7 @@ package understudy
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -45,6 +46,15 @@ type Metadata struct {
 	Description string            `json:"description,omitempty"`
 	Version     int64             `json:"version"`
 	Custom      map[string]string `json:"custom,omitempty"`
+}
+
+// ValidModelName reports whether name can be a model name: a plain file
+// stem that cannot reach outside the models directory.
+func ValidModelName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > 200 {
+		return false
+	}
+	return !strings.ContainsAny(name, "/\\\x00")
 }
 
 // Role is the part a model plays in serving.
