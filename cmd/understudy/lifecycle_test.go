@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -438,4 +439,55 @@ func TestLifecycleUnderLoad(t *testing.T) {
 		t.Errorf("answers came from %v; want at least three versions", p.versions)
 	}
 	t.Logf("%d requests, answers by version: %v", p.requests.Load(), p.versions)
+}
+
+// Ensure shadow workers get scheduler slots of their own only while there
+// are shadows, and that the server gives them back when it closes.
+func TestSchedulerSlotsFollowShadows(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		t.Skip("GOMAXPROCS is set, so the server leaves it alone")
+	}
+	base := runtime.GOMAXPROCS(0)
+	dir := t.TempDir()
+	v1, err := os.ReadFile(filepath.Join("..", "..", "models", "iris-v1.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "iris-v1.onnx"), v1, 0o644)
+	m := startServer(t, dir, append(fastWatch, "--shadow-workers", "3")...)
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Fatalf("GOMAXPROCS %d with no shadows, want %d", got, base)
+	}
+	copyModel(t, filepath.Join("..", "..", "models", "iris-v2.onnx"), filepath.Join(dir, "iris-v2.onnx"))
+	waitFor(t, m.URL(), "iris-v2 as a shadow", func(ms []modelView) bool { return find(ms, "iris-v2", "shadow") != nil })
+	if got := runtime.GOMAXPROCS(0); got != base+3 {
+		t.Fatalf("GOMAXPROCS %d with a shadow and 3 workers, want %d", got, base+3)
+	}
+	os.Remove(filepath.Join(dir, "iris-v2.onnx"))
+	waitFor(t, m.URL(), "iris-v2 gone", func(ms []modelView) bool { return find(ms, "iris-v2", "") == nil })
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Fatalf("GOMAXPROCS %d after the shadow left, want %d", got, base)
+	}
+	copyModel(t, filepath.Join("..", "..", "models", "iris-v2.onnx"), filepath.Join(dir, "iris-v2.onnx"))
+	waitFor(t, m.URL(), "iris-v2 back", func(ms []modelView) bool { return find(ms, "iris-v2", "shadow") != nil })
+	m.Close()
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Fatalf("GOMAXPROCS %d after Close, want %d", got, base)
+	}
+}
+
+// copyModel writes src to dst through a temporary name, as a deploy would.
+func copyModel(tb testing.TB, src, dst string) {
+	tb.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		tb.Fatal(err)
+	}
 }

@@ -82,22 +82,24 @@ const predictShape = `{"inputs": {"<input name>": <nested array>}, "id": "<optio
 
 // decodeInputs turns the request's inputs into tensors checked against sig.
 func decodeInputs(req *predictRequest, sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
-	expected := describeInputs(sig)
+	// Built only for a message: formatting it costs more than a small
+	// model's run.
+	expected := func() string { return describeInputs(sig) }
 	raw := req.Inputs
 	switch {
 	case req.Input != nil && raw != nil:
 		return nil, understudy.Errorf(understudy.EINVALID, `give either "input" or "inputs", not both`)
 	case req.Input != nil:
 		if len(sig.Inputs) != 1 {
-			return nil, understudy.Errorf(understudy.EINVALID, `"input" works only for models with one input; this model has %d: %s; use {"inputs": {...}}`, len(sig.Inputs), expected)
+			return nil, understudy.Errorf(understudy.EINVALID, `"input" works only for models with one input; this model has %d: %s; use {"inputs": {...}}`, len(sig.Inputs), expected())
 		}
 		raw = map[string]json.RawMessage{sig.Inputs[0].Name: req.Input}
 	case raw == nil:
-		return nil, understudy.Errorf(understudy.EINVALID, `no "inputs" in the request; want %s with inputs %s`, predictShape, expected)
+		return nil, understudy.Errorf(understudy.EINVALID, `no "inputs" in the request; want %s with inputs %s`, predictShape, expected())
 	}
 	for name := range raw {
 		if _, ok := sig.Input(name); !ok {
-			return nil, understudy.Errorf(understudy.EINVALID, "unknown input %q; the model's inputs are %s", name, expected)
+			return nil, understudy.Errorf(understudy.EINVALID, "unknown input %q; the model's inputs are %s", name, expected())
 		}
 	}
 	out := make(map[string]*understudy.Tensor, len(sig.Inputs))
@@ -115,7 +117,7 @@ func decodeInputs(req *predictRequest, sig *understudy.Signature) (map[string]*u
 		out[in.Name] = t
 	}
 	if len(missing) > 0 {
-		return nil, understudy.Errorf(understudy.EINVALID, "missing input %s; the model's inputs are %s", strings.Join(missing, ", "), expected)
+		return nil, understudy.Errorf(understudy.EINVALID, "missing input %s; the model's inputs are %s", strings.Join(missing, ", "), expected())
 	}
 	return out, nil
 }

@@ -143,6 +143,10 @@ type Registry struct {
 	OnDeploy func(understudy.Deployment)
 	// OnModel receives each model version when it is loaded, for storage.
 	OnModel func(understudy.ModelInfo)
+	// OnShadows receives the number of shadows whenever the set is
+	// republished. It is called with the registry's lock held and must not
+	// call back into the registry.
+	OnShadows func(n int)
 
 	mu       sync.Mutex
 	models   []*Model              // loaded versions
@@ -348,6 +352,9 @@ func (r *Registry) publish() {
 		}
 	}
 	r.state.Store(s)
+	if r.OnShadows != nil {
+		r.OnShadows(len(s.shadows))
+	}
 }
 
 // Compatible says whether a shadow accepts the primary's inputs: every input
