@@ -20,8 +20,13 @@ import (
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
-// pollInterval is how often an idle worker looks at the queue.
-const pollInterval = time.Millisecond
+const (
+	// pollInterval is how often a worker without a job looks at the queue.
+	pollInterval = time.Millisecond
+	// parkAfter is how many empty polls in a row make a worker block on
+	// the queue instead.
+	parkAfter = 100
+)
 
 // Config sizes the mirror.
 type Config struct {
@@ -214,31 +219,55 @@ func (m *Mirror) worker(ready chan<- struct{}) {
 	m.tids = append(m.tids, tid)
 	m.tidsMu.Unlock()
 	ready <- struct{}{}
-	// An idle worker polls instead of blocking on the queue: a worker
+	// A busy worker polls instead of blocking on the queue: a worker
 	// blocked on the channel would have to be woken by the request that
 	// submits the job, and on a VM that wake-up is a costly futex call on
 	// the request path. Polling costs a timer tick per millisecond on an
-	// idle-priority thread.
+	// idle-priority thread, so a worker that found nothing for parkAfter
+	// blocks on the queue instead: only the first job after a quiet spell
+	// pays for a wake-up, and an idle server uses no CPU.
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
+	idle := 0
 	for {
 		select {
 		case j := <-m.queue:
 			m.handle(j)
+			idle = 0
 			continue
 		default:
 		}
+		if idle >= parkAfter {
+			tick.Stop()
+			select {
+			case j := <-m.queue:
+				m.handle(j)
+			case <-m.draining:
+				m.drain()
+				return
+			}
+			idle = 0
+			tick.Reset(pollInterval)
+			continue
+		}
 		select {
 		case <-m.draining:
-			for {
-				select {
-				case j := <-m.queue:
-					m.handle(j)
-				default:
-					return
-				}
-			}
+			m.drain()
+			return
 		case <-tick.C:
+			idle++
+		}
+	}
+}
+
+// drain runs what is left in the queue once the mirror is closing.
+func (m *Mirror) drain() {
+	for {
+		select {
+		case j := <-m.queue:
+			m.handle(j)
+		default:
+			return
 		}
 	}
 }

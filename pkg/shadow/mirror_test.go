@@ -335,3 +335,43 @@ func renameInput(m *onnxbuild.Model, name string) *onnxbuild.Model {
 	}
 	return m
 }
+
+// Ensure idle workers stop polling: after a quiet spell they sleep until a
+// job arrives, so an idle server uses no CPU, and the first job still runs.
+func TestIdleWorkersPark(t *testing.T) {
+	d := onnxbuild.RandomMLP(1, 8, []int{16}, 3)
+	primary := realModel(t, "primary", d.Model("p"), registry.Settings{})
+	same := realModel(t, "same", d.Model("p"), registry.Settings{Sampling: 1, Timeout: time.Second})
+	rec := newRecorder()
+	m := shadow.New(shadow.Config{Workers: 2, QueueSize: 4}, acquireAll(same), rec, nil, zerolog.Nop())
+	defer m.Close(context.Background())
+	switches := func() (n int64) {
+		for _, tid := range m.WorkerTIDs() {
+			status, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/status", tid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(string(status), "\n") {
+				if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+					k, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					n += k
+				}
+			}
+		}
+		return n
+	}
+	// Polling, two workers would sleep and wake about 400 times in 200ms.
+	time.Sleep(300 * time.Millisecond)
+	before := switches()
+	time.Sleep(200 * time.Millisecond)
+	if woke := switches() - before; woke > 20 {
+		t.Errorf("idle workers woke %d times in 200ms; want them parked", woke)
+	}
+	m.Submit(prediction(t, primary, "after-quiet", []float32{1, 2, 3, 4, 5, 6, 7, 8}), primary.Signature.Outputs)
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.byShadow()["same"]; len(got) != 1 || got[0].RequestID != "after-quiet" {
+		t.Errorf("after a quiet spell: results %+v, want the one job", got)
+	}
+}
