@@ -189,11 +189,11 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	}
 	buf := make([]byte, 0, 256)
 	buf = append(buf, `{"id":`...)
-	buf = appendJSONString(buf, id)
+	buf = understudy.AppendJSONString(buf, id)
 	buf = append(buf, `,"model":{"name":`...)
-	buf = appendJSONString(buf, m.Name)
+	buf = understudy.AppendJSONString(buf, m.Name)
 	buf = append(buf, `,"version":`...)
-	buf = appendJSONString(buf, m.Version)
+	buf = understudy.AppendJSONString(buf, m.Version)
 	buf = append(buf, `},"outputs":{`...)
 	names := make([]string, 0, len(outputs))
 	for _, o := range m.Signature.Outputs {
@@ -210,7 +210,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendJSONString(buf, n)
+		buf = understudy.AppendJSONString(buf, n)
 		buf = append(buf, ':')
 		buf = understudy.AppendJSON(buf, outputs[n])
 	}
@@ -227,9 +227,4 @@ func (s *Server) notify(p *understudy.Prediction) {
 	if s.OnPredict != nil {
 		s.OnPredict(p)
 	}
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s)
-	return append(b, q...)
 }

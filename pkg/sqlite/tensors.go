@@ -39,7 +39,7 @@ func appendTensors(b []byte, m map[string]*understudy.Tensor) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, n)
+		b = understudy.AppendJSONString(b, n)
 		b = append(b, ':')
 		t := m[n]
 		if t == nil {
@@ -47,7 +47,7 @@ func appendTensors(b []byte, m map[string]*understudy.Tensor) []byte {
 			continue
 		}
 		b = append(b, `{"dtype":`...)
-		b = appendString(b, t.DType.String())
+		b = understudy.AppendJSONString(b, t.DType.String())
 		b = append(b, `,"shape":[`...)
 		for k, d := range t.Shape {
 			if k > 0 {
@@ -106,19 +106,6 @@ func consistent(t *understudy.Tensor) bool {
 		return false
 	}
 	return int64(l) == n
-}
-
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // DecodeTensors decodes JSON written by EncodeTensors. NaN and infinities,

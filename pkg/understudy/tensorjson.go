@@ -549,3 +549,17 @@ func appendElem(b []byte, t *Tensor, i int) []byte {
 	}
 	return append(b, "null"...)
 }
+
+// AppendJSONString appends s as a JSON string. Plain ASCII, the usual case
+// for ids and names, is copied without going through encoding/json.
+func AppendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

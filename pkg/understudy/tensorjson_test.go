@@ -1,6 +1,7 @@
 package understudy_test
 
 import (
+	"encoding/json"
 	"math"
 	"reflect"
 	"strings"
@@ -136,4 +137,16 @@ func ti(dt understudy.DType, dims ...int64) understudy.TensorInfo {
 		dims = []int64{}
 	}
 	return understudy.TensorInfo{Name: "x", DType: dt, Dims: dims}
+}
+
+// Ensure the ASCII fast path and the fallback both write what encoding/json
+// would, so that stored and served strings parse back to the same value.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "req-1", "iris-v2", `a"b`, `back\slash`, "tab\there", "naïve", "<html>&", "\x00\x1f", "日本"} {
+		got := understudy.AppendJSONString([]byte("x"), s)
+		var back string
+		if err := json.Unmarshal(got[1:], &back); err != nil || back != s || got[0] != 'x' {
+			t.Errorf("AppendJSONString(%q) = %s; decodes to %q, %v", s, got, back, err)
+		}
+	}
 }
