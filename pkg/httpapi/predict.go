@@ -151,7 +151,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id = req.ID
-		w.Header().Set("X-Request-Id", id)
+		w.Header()["X-Request-Id"] = []string{id}
 	}
 	if s.LogPayloads {
 		s.Log.Debug().Str("request_id", id).RawJSON("body", body).Msg("predict payload")
@@ -217,8 +217,11 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	buf = append(buf, `},"latency_us":`...)
 	buf = strconv.AppendInt(buf, latency.Microseconds(), 10)
 	buf = append(buf, "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	// Canonical keys set directly, with a shared value for the fixed one:
+	// Header.Set would allocate both on every request.
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(buf))}
 	_, _ = w.Write(buf)
 	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Outputs: outputs, Latency: latency, CPU: stats.CPU, Status: "ok", BodySize: len(body)})
 }
@@ -228,3 +231,6 @@ func (s *Server) notify(p *understudy.Prediction) {
 		s.OnPredict(p)
 	}
 }
+
+// jsonContentType is shared by every response; net/http only reads it.
+var jsonContentType = []string{"application/json"}

@@ -146,7 +146,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 		if id == "" || len(id) > 128 {
 			id = NewID()
 		}
-		w.Header().Set("X-Request-Id", id)
+		w.Header()["X-Request-Id"] = []string{id}
 		ctx := r.Context()
 		r = r.WithContext(contextWithID(ctx, id))
 		next.ServeHTTP(w, r)

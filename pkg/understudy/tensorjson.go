@@ -75,16 +75,16 @@ func decodeExplicit(raw []byte, info TensorInfo) (*Tensor, error) {
 }
 
 func checkShape(shape []int64, info TensorInfo) error {
-	want := FormatShape(info.Dims)
+	want := func() string { return FormatShape(info.Dims) } // only for messages
 	if len(shape) != len(info.Dims) {
-		return Errorf(EINVALID, "input %q: got shape %s (rank %d), want rank %d shape %s (-1 = any size)", info.Name, FormatShape(shape), len(shape), len(info.Dims), want)
+		return Errorf(EINVALID, "input %q: got shape %s (rank %d), want rank %d shape %s (-1 = any size)", info.Name, FormatShape(shape), len(shape), len(info.Dims), want())
 	}
 	for i, d := range shape {
 		if d == 0 {
-			return Errorf(EINVALID, "input %q: got shape %s, which holds no elements; want shape %s", info.Name, FormatShape(shape), want)
+			return Errorf(EINVALID, "input %q: got shape %s, which holds no elements; want shape %s", info.Name, FormatShape(shape), want())
 		}
 		if w := info.Dims[i]; w >= 0 && w != d {
-			return Errorf(EINVALID, "input %q: dimension %d is %d, want %d: got shape %s, want %s (-1 = any size)", info.Name, i, d, w, FormatShape(shape), want)
+			return Errorf(EINVALID, "input %q: dimension %d is %d, want %d: got shape %s, want %s (-1 = any size)", info.Name, i, d, w, FormatShape(shape), want())
 		}
 	}
 	return nil
