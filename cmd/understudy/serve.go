@@ -101,6 +101,9 @@ type Config struct {
 	Settle time.Duration
 	// Rescan is the period of the full models-directory scan (UNDERSTUDY_RESCAN, default 5s).
 	Rescan time.Duration
+	// FlushInterval is the longest a stored row waits for its batch to be
+	// committed (UNDERSTUDY_FLUSH_INTERVAL, default 50ms): what kill -9 can lose.
+	FlushInterval time.Duration
 	// DebugAddr, if set, serves Go's pprof profiles on a listener of its
 	// own (UNDERSTUDY_DEBUG_ADDR), never on the public address.
 	DebugAddr string
@@ -152,6 +155,7 @@ func NewMain() *Main {
 			ShadowSampling:  1,
 			ShadowTimeout:   5 * time.Second,
 			InputCap:        64 << 10,
+			FlushInterval:   sqlite.DefaultFlushInterval,
 			DrainTimeout:    10 * time.Second,
 			Settle:          time.Second,
 			ShedWhenBusy:    true,
@@ -186,6 +190,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.Float64Var(&c.ShadowSampling, "shadow-sampling", c.ShadowSampling, "default share of requests mirrored to each shadow, 0-1")
 	fs.DurationVar(&c.ShadowTimeout, "shadow-timeout", c.ShadowTimeout, "default time limit of one shadow run")
 	fs.Var(&c.InputCap, "input-cap", "largest request inputs stored in full; above it only their sha256")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a stored row waits for its batch to be committed; kill -9 can lose this much traffic")
 	fs.IntVar(&c.RetainDays, "retain-days", c.RetainDays, "delete stored rows older than this many days (0 keeps all)")
 	fs.Int64Var(&c.RetainRows, "retain-rows", c.RetainRows, "keep only this many newest rows per table (0 keeps all)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
@@ -209,6 +214,9 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	}
 	if c.ShadowSched != "idle" && c.ShadowSched != "nice" {
 		return fmt.Errorf("--shadow-sched %q: want idle or nice", c.ShadowSched)
+	}
+	if c.FlushInterval <= 0 {
+		return fmt.Errorf("--flush-interval %v: want a positive duration, e.g. 50ms", c.FlushInterval)
 	}
 	if c.ShadowNice < 0 || c.ShadowNice > 19 {
 		return fmt.Errorf("--shadow-nice %d: want 0 to 19", c.ShadowNice)
@@ -286,10 +294,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("models directory %q does not exist; create it or pass --models-dir", c.ModelsDir)
 	}
 	so := sqlite.Options{
-		InputCap:   int(c.InputCap),
-		RetainDays: c.RetainDays,
-		RetainRows: c.RetainRows,
-		Log:        m.Log.With().Str("component", "store").Logger(),
+		InputCap:      int(c.InputCap),
+		FlushInterval: c.FlushInterval,
+		RetainDays:    c.RetainDays,
+		RetainRows:    c.RetainRows,
+		Log:           m.Log.With().Str("component", "store").Logger(),
 	}
 	if m.StoreOptions != nil {
 		m.StoreOptions(&so)

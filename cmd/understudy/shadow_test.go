@@ -470,7 +470,7 @@ func TestKill9LosesAtMostTheLastBatch(t *testing.T) {
 			t.Fatalf("predict: %d", r.Status)
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // 20 flush intervals
+	time.Sleep(4 * sqlite.DefaultFlushInterval)
 	// Traffic in flight at the moment of the kill may be lost.
 	go func() {
 		for i := 0; ; i++ {

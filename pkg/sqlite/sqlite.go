@@ -29,7 +29,7 @@ const (
 	DefaultInputCap          = 64 << 10
 	DefaultQueueSize         = 65536
 	DefaultBatchSize         = 1000
-	DefaultFlushInterval     = 5 * time.Millisecond
+	DefaultFlushInterval     = 50 * time.Millisecond
 	DefaultRetentionInterval = time.Minute
 	DefaultReadConns         = 4
 )

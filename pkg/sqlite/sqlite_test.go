@@ -450,6 +450,29 @@ func TestBatching(t *testing.T) {
 	}
 }
 
+// Ensure the flush interval bounds how long a row waits, not how many rows
+// a second the writer takes: with full batches waiting it commits them back
+// to back instead of one batch per interval.
+func TestBacklogIsNotPacedByTheInterval(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{BatchSize: 10, FlushInterval: time.Second})
+	at := time.Now()
+	const n = 500
+	for i := range n {
+		p, _ := sqlite.SamplePair(fmt.Sprint(i), at)
+		db.WritePrediction(p)
+	}
+	// Paced by the interval this would take 50 s. The first row may wait
+	// out one interval before the writer sees the backlog; after that all
+	// but the last, partial batch must be written back to back.
+	deadline := time.Now().Add(10 * time.Second)
+	for db.Stats().Predictions.Written < n-10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d rows written after 10s with batches of 10 and a 1s flush interval", db.Stats().Predictions.Written, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Ensure Close commits everything queued, is safe to call twice, and counts
 // rows written after it as lost.
 func TestCloseDrains(t *testing.T) {

@@ -297,11 +297,13 @@ func (db *DB) run() {
 			db.drain(b)
 			return
 		}
-		if len(b.flushes) == 0 {
+		if len(b.flushes) == 0 && len(db.queue) < db.opts.BatchSize-b.rows() {
 			// Wait for the timer alone: rows sent meanwhile wait in the
 			// channel's buffer, so a request handing over a row never has
 			// to wake this goroutine (on a VM each wake-up is a costly
-			// futex call on the request path).
+			// futex call on the request path). With a full batch already
+			// waiting there is nothing to wait for: the interval bounds
+			// how long a row waits, never the rows per second.
 			timer.Reset(db.opts.FlushInterval)
 			select {
 			case <-timer.C:
