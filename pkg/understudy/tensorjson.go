@@ -252,7 +252,15 @@ func (p *parser) value(depth int) error {
 	if p.pos < len(p.buf) && p.buf[p.pos] == ']' {
 		p.pos++
 	} else {
+		fast := p.t.DType == Float32 || p.t.DType == Float64
 		for {
+			if fast && p.leaf == depth+1 {
+				n, closed := p.floats()
+				count += n
+				if closed {
+					break
+				}
+			}
 			p.idx[depth] = count
 			if err := p.value(depth + 1); err != nil {
 				return err
@@ -280,6 +288,55 @@ func (p *parser) value(depth int) error {
 	}
 	return nil
 }
+
+// floats reads plain numbers of an array of scalars, each with the ',' or
+// the ']' after it, without value's per-element bookkeeping: most of a large
+// request is spent here. It stops before anything else (a string, a nested
+// array, a number strconv refuses, bad syntax) and leaves that element to
+// value, which reads or reports it exactly as it would have. closed says
+// that the array's ']' was read.
+func (p *parser) floats() (n int64, closed bool) {
+	buf := p.buf
+	bits := 32
+	if p.t.DType == Float64 {
+		bits = 64
+	}
+	for {
+		pos := p.pos
+		for pos < len(buf) && isSpace(buf[pos]) {
+			pos++
+		}
+		start := pos
+		for pos < len(buf) && buf[pos] != ',' && buf[pos] != ']' && !isSpace(buf[pos]) {
+			pos++
+		}
+		if pos == start || (buf[start] != '-' && (buf[start] < '0' || buf[start] > '9')) {
+			return n, false
+		}
+		f, err := strconv.ParseFloat(unsafe.String(&buf[start], pos-start), bits)
+		if err != nil {
+			return n, false
+		}
+		for pos < len(buf) && isSpace(buf[pos]) {
+			pos++
+		}
+		if pos >= len(buf) || (buf[pos] != ',' && buf[pos] != ']') {
+			return n, false
+		}
+		if bits == 32 {
+			p.v.f32 = append(p.v.f32, float32(f))
+		} else {
+			p.v.f64 = append(p.v.f64, f)
+		}
+		n++
+		p.pos = pos + 1
+		if buf[pos] == ']' {
+			return n, true
+		}
+	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // token returns the bytes of a JSON scalar starting at pos.
 func (p *parser) token() []byte {
