@@ -29,11 +29,11 @@ func shadowFiles(m benchModel) (map[string][]byte, error) {
 		alt, err := onnxbuild.RandomMLP(3, 4, []int{8}, 3).Model("alt").Marshal()
 		return map[string][]byte{"shadow-a": v2, "shadow-b": alt}, err
 	}
-	a, err := onnxbuild.RandomMLP(2, 512, []int{1024, 1024, 1024, 1024}, 10).Model("a").Marshal()
+	a, err := onnxbuild.RandomMLP(2, onnxbuild.LargeMLPInputs, []int{1024, 1024, 1024, 1024}, 10).Model("a").Marshal()
 	if err != nil {
 		return nil, err
 	}
-	b, err := onnxbuild.RandomMLP(3, 512, []int{1024, 1024, 1024, 1024}, 10).Model("b").Marshal()
+	b, err := onnxbuild.RandomMLP(3, onnxbuild.LargeMLPInputs, []int{1024, 1024, 1024, 1024}, 10).Model("b").Marshal()
 	return map[string][]byte{"shadow-a": a, "shadow-b": b}, err
 }
 
