@@ -36,7 +36,16 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if r.ContentLength > max {
 		return nil, understudy.Errorf(understudy.ETOOLARGE, "request body is %d bytes, over the limit of %d bytes (--max-body)", r.ContentLength, max)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	lr := http.MaxBytesReader(w, r.Body, max)
+	var body []byte
+	var err error
+	if n := r.ContentLength; n > 0 {
+		// Sized once: ReadAll would grow and copy its buffer several times.
+		body = make([]byte, n)
+		_, err = io.ReadFull(lr, body)
+	} else {
+		body, err = io.ReadAll(lr)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -54,7 +63,9 @@ func decodeJSON(body []byte, v any, want string) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return understudy.Errorf(understudy.EINVALID, "request body is empty; want %s", want)
 	}
-	rest, err := fastjson.Parse(body, v, fastjson.DisallowUnknownFields)
+	// ZeroCopy: strings and raw messages point into body, which is never
+	// reused, instead of copying it again.
+	rest, err := fastjson.Parse(body, v, fastjson.DisallowUnknownFields|fastjson.ZeroCopy)
 	if err != nil {
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError

@@ -11,6 +11,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/mattn/go-sqlite3"
 
@@ -83,12 +84,21 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 		cpuUS:        nullDuration(p.CPU),
 	}
 	if db.opts.InputCap >= 0 && len(in) <= db.opts.InputCap {
-		r.inputs = sql.NullString{String: string(in), Valid: true}
+		r.inputs = sql.NullString{String: bytesString(in), Valid: true}
 	}
 	if p.Outputs != nil {
-		r.outputs = sql.NullString{String: string(EncodeTensors(p.Outputs)), Valid: true}
+		r.outputs = sql.NullString{String: bytesString(EncodeTensors(p.Outputs)), Valid: true}
 	}
 	return r
+}
+
+// bytesString returns b as a string without copying it. Only for buffers
+// nothing writes to afterwards, such as a fresh encoding handed to a row.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // WriteShadowResult queues a shadow result for writing. It never blocks.
@@ -126,7 +136,7 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	}
 	r.rollupClasses(c)
 	if s.Outputs != nil {
-		r.outputs = sql.NullString{String: string(EncodeTensors(s.Outputs)), Valid: true}
+		r.outputs = sql.NullString{String: bytesString(EncodeTensors(s.Outputs)), Valid: true}
 	}
 	r.comparison = string(marshalComparison(c))
 	return r
