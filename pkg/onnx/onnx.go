@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -205,8 +207,10 @@ func (r *Runtime) Load(data []byte, o Options) (*understudy.LoadedModel, error) 
 		sess.Destroy()
 		return nil, err
 	}
+	session := &Session{sess: sess, sig: sig, options: make(chan *ort.RunOptions, 64)}
+	session.presize.Store(presizable(sig))
 	return &understudy.LoadedModel{
-		Runner:      &Session{sess: sess, sig: sig, options: make(chan *ort.RunOptions, 64)},
+		Runner:      session,
 		Signature:   sig,
 		Metadata:    meta,
 		MemoryBytes: max(0, residentBytes()-rssBefore),
@@ -324,6 +328,14 @@ type Session struct {
 	// per run costs two cgo calls on every request. A channel rather than
 	// a sync.Pool, because a pool would drop them without Destroy.
 	options chan *ort.RunOptions
+	// presize says whether numeric outputs are allocated in Go memory
+	// before a run, shaped from the signature with the batch for a dynamic
+	// first dimension. ONNX Runtime then writes into them, which saves
+	// about ten cgo calls and a copy per output against letting it
+	// allocate. The signature may not tell an output's real size; the
+	// first run that fails with presized outputs but succeeds without
+	// turns it off for good.
+	presize atomic.Bool
 }
 
 func (s *Session) runOptions() (*ort.RunOptions, error) {
@@ -397,10 +409,18 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		}
 	}
 	// The binding cannot allocate rank-0 or float16 outputs itself, so
-	// those are allocated here; the rest are left nil for ORT to size.
+	// those are allocated here; the rest are presized when the signature
+	// allows, or left nil for ORT to size.
+	presized := false
 	for i, info := range s.sig.Outputs {
 		if outs[i], err = preallocate(info, batch); err != nil {
 			return nil, fmt.Errorf("output %q: %w", info.Name, err)
+		}
+		if outs[i] == nil && s.presize.Load() {
+			if outs[i], err = presizeOutput(info, batch); err != nil {
+				return nil, fmt.Errorf("output %q: %w", info.Name, err)
+			}
+			presized = presized || outs[i] != nil
 		}
 	}
 
@@ -427,18 +447,19 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 			s.putRunOptions(ro)
 		}()
 	}
-	var runErr error
-	if st := understudy.RunStatsFrom(ctx); st != nil {
-		// With one intra-op thread the run executes on this OS thread, so
-		// its CPU clock is the run's cost; the goroutine must not migrate
-		// between the two readings.
-		runtime.LockOSThread()
-		before := threadCPU()
-		runErr = s.sess.RunWithOptions(ins, outs, ro)
-		st.CPU = threadCPU() - before
-		runtime.UnlockOSThread()
-	} else {
-		runErr = s.sess.RunWithOptions(ins, outs, ro)
+	runErr := s.run(ctx, ins, outs, ro)
+	if runErr != nil && presized && ctx.Err() == nil {
+		// Perhaps an output is not the size its signature suggests: run
+		// again with ORT sizing them, and stop presizing if that works.
+		for i, info := range s.sig.Outputs {
+			if outs[i] != nil && len(info.Dims) > 0 && info.DType != understudy.Float16 {
+				outs[i].Destroy()
+				outs[i] = nil
+			}
+		}
+		if runErr = s.run(ctx, ins, outs, ro); runErr == nil {
+			s.presize.Store(false)
+		}
 	}
 	runtime.KeepAlive(inputs)
 	if runErr != nil {
@@ -456,6 +477,77 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		result[info.Name] = t
 	}
 	return result, nil
+}
+
+// run runs the session once, measuring its CPU time if ctx asks for it.
+func (s *Session) run(ctx context.Context, ins, outs []ort.Value, ro *ort.RunOptions) error {
+	st := understudy.RunStatsFrom(ctx)
+	if st == nil {
+		return s.sess.RunWithOptions(ins, outs, ro)
+	}
+	// With one intra-op thread the run executes on this OS thread, so its
+	// CPU clock is the run's cost; the goroutine must not migrate between
+	// the two readings.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := threadCPU()
+	err := s.sess.RunWithOptions(ins, outs, ro)
+	st.CPU = threadCPU() - before
+	return err
+}
+
+// presizable reports whether any output's shape follows from the signature
+// and the batch: a numeric tensor with fixed dimensions after the first.
+func presizable(sig understudy.Signature) bool {
+	for _, o := range sig.Outputs {
+		if o.DType == understudy.String || o.DType == understudy.Float16 || len(o.Dims) == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(o.Dims[1:], func(d int64) bool { return d < 0 }) {
+			return true
+		}
+	}
+	return false
+}
+
+// presizeOutput allocates a Go-backed tensor for a numeric output shaped
+// from its signature, or returns nil when it cannot.
+func presizeOutput(info understudy.TensorInfo, batch int64) (ort.Value, error) {
+	shape := make(ort.Shape, len(info.Dims))
+	for i, d := range info.Dims {
+		if d < 0 {
+			if i > 0 || batch <= 0 {
+				return nil, nil
+			}
+			d = batch
+		}
+		shape[i] = d
+	}
+	switch info.DType {
+	case understudy.Float32:
+		return ort.NewEmptyTensor[float32](shape)
+	case understudy.Float64:
+		return ort.NewEmptyTensor[float64](shape)
+	case understudy.Int8:
+		return ort.NewEmptyTensor[int8](shape)
+	case understudy.Uint8:
+		return ort.NewEmptyTensor[uint8](shape)
+	case understudy.Int16:
+		return ort.NewEmptyTensor[int16](shape)
+	case understudy.Uint16:
+		return ort.NewEmptyTensor[uint16](shape)
+	case understudy.Int32:
+		return ort.NewEmptyTensor[int32](shape)
+	case understudy.Uint32:
+		return ort.NewEmptyTensor[uint32](shape)
+	case understudy.Int64:
+		return ort.NewEmptyTensor[int64](shape)
+	case understudy.Uint64:
+		return ort.NewEmptyTensor[uint64](shape)
+	case understudy.Bool:
+		return ort.NewEmptyTensor[bool](shape)
+	}
+	return nil, nil
 }
 
 func threadCPU() time.Duration {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"slices"
 	"testing"
 	"time"
 
@@ -329,4 +330,52 @@ func fill[T any](n int, f func(int) T) []T {
 		out[i] = f(i)
 	}
 	return out
+}
+
+// Ensure an output whose signature does not tell its size still comes back
+// whole: the first run with outputs sized from the signature fails inside
+// ONNX Runtime, is run again with ORT sizing them, and later runs are right
+// from the start. The batch changes between runs, as with real traffic.
+func TestOutputSizedDifferentlyFromSignature(t *testing.T) {
+	lm := load(t, onnxbuild.DoubledRows())
+	for _, rows := range []int{1, 2, 3, 1} {
+		x := make([]float32, 3*rows)
+		for i := range x {
+			x[i] = float32(i) + 0.5
+		}
+		out := run(t, lm, map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{int64(rows), 3}, Data: x}})
+		y := out["y"]
+		want := append(slices.Clone(x), x...)
+		if !slices.Equal(y.Shape, []int64{int64(2 * rows), 3}) || !slices.Equal(y.Data.([]float32), want) {
+			t.Fatalf("%d rows: y = %v %v, want [%d 3] %v", rows, y.Shape, y.Data, 2*rows, want)
+		}
+	}
+}
+
+// Ensure outputs written into Go memory sized before the run are the
+// model's answers for every batch size, and do not share memory between
+// runs.
+func TestPresizedOutputsAreFresh(t *testing.T) {
+	lm := load(t, onnxbuild.Neg(onnxbuild.Float))
+	var kept []*understudy.Tensor
+	for rows := 1; rows <= 3; rows++ {
+		x := make([]float32, 3*rows)
+		for i := range x {
+			x[i] = float32(rows*10 + i)
+		}
+		y := run(t, lm, map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{int64(rows), 3}, Data: x}})["y"]
+		kept = append(kept, y)
+	}
+	for k, y := range kept {
+		rows := k + 1
+		got := y.Data.([]float32)
+		if len(got) != 3*rows || !slices.Equal(y.Shape, []int64{int64(rows), 3}) {
+			t.Fatalf("run %d: shape %v with %d values", rows, y.Shape, len(got))
+		}
+		for i, v := range got {
+			if v != -float32(rows*10+i) {
+				t.Fatalf("run %d: y[%d] = %v, want %v (overwritten by a later run?)", rows, i, v, -float32(rows*10+i))
+			}
+		}
+	}
 }

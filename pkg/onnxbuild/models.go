@@ -47,6 +47,18 @@ func Neg(dt DType) *Model {
 	})
 }
 
+// DoubledRows computes y = Concat(x, x) along the first axis for x [-1,3]. Its output is
+// declared [-1,3] like its input, but has twice as many rows as the batch: a signature that
+// does not tell an output's size, as exporters often write.
+func DoubledRows() *Model {
+	return newModel(Graph{
+		Name:    "doubled_rows",
+		Nodes:   []Node{node("Concat", []string{"x", "x"}, []string{"y"}, AttrInt("axis", 0))},
+		Inputs:  []ValueInfo{{Name: "x", DType: Float, Dims: []int64{-1, 3}}},
+		Outputs: []ValueInfo{{Name: "y", DType: Float, Dims: []int64{-1, 3}}},
+	})
+}
+
 // Not computes y = !x on a bool x [-1,3], the bool counterpart of Neg.
 func Not() *Model {
 	return newModel(Graph{
