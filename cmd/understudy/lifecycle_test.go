@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -441,39 +442,46 @@ func TestLifecycleUnderLoad(t *testing.T) {
 	t.Logf("%d requests, answers by version: %v", p.requests.Load(), p.versions)
 }
 
-// Ensure shadow workers get scheduler slots of their own only while there
-// are shadows, and that the server gives them back when it closes.
-func TestSchedulerSlotsFollowShadows(t *testing.T) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		t.Skip("GOMAXPROCS is set, so the server leaves it alone")
+// Ensure that while there are shadows, the threads doing shadow work get
+// scheduler slots of their own and the GC target grows with the number of
+// shadows, that both go back when the shadows leave, and that Close
+// restores what the process had.
+func TestRuntimeFollowsShadows(t *testing.T) {
+	if os.Getenv("GOMAXPROCS") != "" || os.Getenv("GOGC") != "" {
+		t.Skip("GOMAXPROCS or GOGC is set, so the server leaves the runtime alone")
 	}
-	base := runtime.GOMAXPROCS(0)
+	gcPercent := func() int {
+		v := debug.SetGCPercent(-1)
+		debug.SetGCPercent(v)
+		return v
+	}
+	base, baseGC := runtime.GOMAXPROCS(0), gcPercent()
 	dir := t.TempDir()
-	v1, err := os.ReadFile(filepath.Join("..", "..", "models", "iris-v1.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "iris-v1.onnx"), v1, 0o644)
+	copyModel(t, filepath.Join("..", "..", "models", "iris-v1.onnx"), filepath.Join(dir, "iris-v1.onnx"))
 	m := startServer(t, dir, append(fastWatch, "--shadow-workers", "3")...)
-	if got := runtime.GOMAXPROCS(0); got != base {
-		t.Fatalf("GOMAXPROCS %d with no shadows, want %d", got, base)
+	check := func(when string, procs, gc int) {
+		t.Helper()
+		if got := runtime.GOMAXPROCS(0); got != procs {
+			t.Errorf("%s: GOMAXPROCS %d, want %d", when, got, procs)
+		}
+		if got := gcPercent(); got != gc {
+			t.Errorf("%s: GOGC %d, want %d", when, got, gc)
+		}
 	}
+	check("no shadows", base, defaultGCPercent)
 	copyModel(t, filepath.Join("..", "..", "models", "iris-v2.onnx"), filepath.Join(dir, "iris-v2.onnx"))
 	waitFor(t, m.URL(), "iris-v2 as a shadow", func(ms []modelView) bool { return find(ms, "iris-v2", "shadow") != nil })
-	if got := runtime.GOMAXPROCS(0); got != base+3 {
-		t.Fatalf("GOMAXPROCS %d with a shadow and 3 workers, want %d", got, base+3)
-	}
+	// Three workers and the store's thread for shadow results.
+	check("one shadow", base+4, 2*defaultGCPercent)
+	copyModel(t, filepath.Join("..", "..", "models", "iris-v2.onnx"), filepath.Join(dir, "iris-v3.onnx"))
+	waitFor(t, m.URL(), "iris-v3 as a shadow", func(ms []modelView) bool { return find(ms, "iris-v3", "shadow") != nil })
+	check("two shadows", base+4, 3*defaultGCPercent)
 	os.Remove(filepath.Join(dir, "iris-v2.onnx"))
-	waitFor(t, m.URL(), "iris-v2 gone", func(ms []modelView) bool { return find(ms, "iris-v2", "") == nil })
-	if got := runtime.GOMAXPROCS(0); got != base {
-		t.Fatalf("GOMAXPROCS %d after the shadow left, want %d", got, base)
-	}
-	copyModel(t, filepath.Join("..", "..", "models", "iris-v2.onnx"), filepath.Join(dir, "iris-v2.onnx"))
-	waitFor(t, m.URL(), "iris-v2 back", func(ms []modelView) bool { return find(ms, "iris-v2", "shadow") != nil })
+	os.Remove(filepath.Join(dir, "iris-v3.onnx"))
+	waitFor(t, m.URL(), "the shadows gone", func(ms []modelView) bool { return find(ms, "iris-v2", "") == nil && find(ms, "iris-v3", "") == nil })
+	check("shadows gone", base, defaultGCPercent)
 	m.Close()
-	if got := runtime.GOMAXPROCS(0); got != base {
-		t.Fatalf("GOMAXPROCS %d after Close, want %d", got, base)
-	}
+	check("after Close", base, baseGC)
 }
 
 // copyModel writes src to dst through a temporary name, as a deploy would.

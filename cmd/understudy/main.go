@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
 
@@ -45,13 +44,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "serve":
-		if os.Getenv("GOGC") == "" {
-			// The live heap is a few MB and every request allocates, so the
-			// default (GOGC=100) collects hundreds of times a second. Four
-			// times the headroom cost about 8 µs less CPU per request on
-			// the demo model, for a few MB more memory.
-			debug.SetGCPercent(400)
-		}
 		m := NewMain()
 		if err := m.ParseFlags(args[1:], stderr); err != nil {
 			return err

@@ -310,7 +310,13 @@ func deref(f *float64) any {
 // written, for windows whose edges cut through days and hours, and that
 // every series step equals a recount of its own span.
 func TestRollupsMatchRaw(t *testing.T) {
-	db, _ := openDB(t, sqlite.Options{BatchSize: 7})
+	t.Run("one thread", func(t *testing.T) { testRollupsMatchRaw(t, sqlite.Options{BatchSize: 7}) })
+	// Shadow results committed apart, on a thread of their own.
+	t.Run("shadow thread", func(t *testing.T) { testRollupsMatchRaw(t, sqlite.Options{BatchSize: 7, ShadowNice: 10}) })
+}
+
+func testRollupsMatchRaw(t *testing.T, opts sqlite.Options) {
+	db, _ := openDB(t, opts)
 	start := time.Date(2030, 5, 1, 17, 23, 11, 0, time.UTC)
 	g := generate(t, db, 3000, start)
 	ctx := context.Background()

@@ -48,6 +48,11 @@ type Options struct {
 	// larger inputs keep only their sha256 and size. Default 64 KiB;
 	// negative stores no inputs at all.
 	InputCap int
+	// ShadowNice, if above 0, is the niceness of an OS thread of its own on
+	// which the writer commits shadow results, in a transaction apart from
+	// the primary's rows: a shadow must not slow the primary through the
+	// store either. 0 commits everything on the writer's thread.
+	ShadowNice int
 	// QueueSize is the number of rows waiting for the writer before new rows
 	// are counted as lost. Default 65536.
 	QueueSize int
@@ -163,6 +168,7 @@ type DB struct {
 	retainLog                   limiter
 	failing                     bool          // writer only: the last batch failed
 	kick                        chan struct{} // wakes the writer for a flush
+	low                         *lowPriority  // commits shadow results; nil without ShadowNice
 }
 
 var _ understudy.Store = (*DB)(nil)
@@ -190,6 +196,9 @@ func Open(path string, opts Options) (*DB, error) {
 			db.read.Close()
 		}
 		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	if opts.ShadowNice > 0 {
+		db.low = startLowPriority(opts.ShadowNice, db.log)
 	}
 	go db.run()
 	ctx, cancel := context.WithCancel(context.Background())

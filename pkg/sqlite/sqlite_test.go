@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/understudy-ml/understudy/migrations"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
@@ -447,6 +449,43 @@ func TestBatching(t *testing.T) {
 				t.Errorf("%d batches, want at least %d", st.Batches, min)
 			}
 		})
+	}
+}
+
+// Ensure that with ShadowNice, shadow results are committed on a thread of
+// that niceness, every row of every kind is still written exactly once, and
+// the writer's own thread keeps its priority.
+func TestShadowResultsOnLowPriorityThread(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{BatchSize: 50, ShadowNice: 10})
+	tid := db.ShadowWriterTID()
+	if tid == 0 {
+		t.Fatal("no shadow-results thread with ShadowNice 10")
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Field 19 is the nice value, the 17th after the command's ")".
+	if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:])); f[16] != "10" {
+		t.Errorf("shadow-results thread nice = %s, want 10", f[16])
+	}
+	at := time.Now()
+	const n = 777
+	for i := range n {
+		p, s := sqlite.SamplePair(fmt.Sprint(i), at)
+		db.WritePrediction(p)
+		db.WriteShadowResult(s)
+		db.CountSkips("s", "v1", at, 1, 0)
+	}
+	flush(t, db)
+	gotP, gotS := counts(t, db)
+	st := db.Stats()
+	if gotP != n || gotS != n || st.Predictions.Written != n || st.ShadowResults.Written != n || st.Skips.Written != n {
+		t.Errorf("rows %d/%d, written %d/%d/%d; want %d of each", gotP, gotS, st.Predictions.Written, st.ShadowResults.Written, st.Skips.Written, n)
+	}
+	if own, _ := unix.Getpriority(unix.PRIO_PROCESS, 0); own != 20 {
+		// Getpriority returns 20 - nice.
+		t.Errorf("the test's own thread has nice %d, want 0", 20-own)
 	}
 }
 

@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"time"
 	"unsafe"
 
 	"github.com/mattn/go-sqlite3"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
@@ -296,6 +299,9 @@ func (b *batch) reset() {
 // commits them in one transaction.
 func (db *DB) run() {
 	defer close(db.done)
+	if db.low != nil {
+		defer close(db.low.run)
+	}
 	b := &batch{skips: map[skipKey]*skipRow{}}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -362,6 +368,21 @@ func (db *DB) commit(b *batch) {
 			close(f)
 		}
 	}()
+	if db.low != nil && len(b.shadows) > 0 {
+		// The primary's rows first, at the writer's priority; then the
+		// shadows' at theirs. Under contention the second part waits
+		// for spare CPU, and rows queue meanwhile instead of delaying
+		// requests.
+		db.commitRows(&batch{preds: b.preds, skips: b.skips, skipRows: b.skipRows})
+		db.low.do(func() { db.commitRows(&batch{shadows: b.shadows}) })
+		return
+	}
+	db.commitRows(b)
+}
+
+// commitRows writes the rows of b in one transaction and counts every row
+// as written, duplicate or lost.
+func (db *DB) commitRows(b *batch) {
 	if b.rows() == 0 {
 		return
 	}
@@ -390,6 +411,51 @@ func (db *DB) commit(b *batch) {
 			db.log.Info().Msg("store writes succeed again")
 		}
 	}
+}
+
+// lowPriority runs the writer's functions, one at a time, on an OS thread
+// of lower scheduling priority. The writer waits for each, so the one
+// write connection is never used by both at once.
+type lowPriority struct {
+	run  chan func()
+	done chan struct{}
+	tid  int
+}
+
+func startLowPriority(nice int, log zerolog.Logger) *lowPriority {
+	lp := &lowPriority{run: make(chan func()), done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		// Never unlocked: the thread exits with the goroutine, so its
+		// priority never passes to other goroutines, and an unprivileged
+		// process could not raise it back anyway.
+		runtime.LockOSThread()
+		lp.tid = unix.Gettid()
+		if err := unix.Setpriority(unix.PRIO_PROCESS, lp.tid, nice); err != nil {
+			log.Warn().Err(err).Int("nice", nice).Msg("could not lower the priority of the store's shadow-results thread")
+		}
+		close(ready)
+		for f := range lp.run {
+			f()
+			lp.done <- struct{}{}
+		}
+	}()
+	<-ready
+	return lp
+}
+
+func (lp *lowPriority) do(f func()) {
+	lp.run <- f
+	<-lp.done
+}
+
+// ShadowWriterTID returns the OS thread id that commits shadow results, or
+// 0 when they are committed on the writer's own thread.
+func (db *DB) ShadowWriterTID() int {
+	if db.low == nil {
+		return 0
+	}
+	return db.low.tid
 }
 
 type batchCounts struct {
