@@ -185,6 +185,7 @@ func TestPredictBadInput(t *testing.T) {
 		want   []string
 	}{
 		{"malformed JSON", "POST", "/predict", `{"inputs": {"a": [1, 2}`, 400, []string{"malformed JSON"}},
+		{"body ends inside an array", "POST", "/predict", `{"input": [[5.9, 3.0, 5.1`, 400, []string{"malformed JSON: missing closing ']'"}},
 		{"empty body", "POST", "/predict", ``, 400, []string{"empty"}},
 		{"body too large", "POST", "/predict", `{"inputs": {"a": [` + strings.Repeat("1,", 2000) + `1]}}`, 413, []string{"limit", "2048"}},
 		{"missing input", "POST", "/predict", `{"inputs": {"a": [[1, 2, 3]]}}`, 400, []string{`missing input "b"`, `"a" (float32 [-1,3])`, `"b" (int64 [-1,2])`}},

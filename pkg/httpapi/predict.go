@@ -71,7 +71,13 @@ func decodeJSON(body []byte, v any, want string) error {
 		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
-			return understudy.Errorf(understudy.EINVALID, "malformed JSON at byte %d: %s; want %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "), want)
+			msg := strings.TrimSuffix(strings.TrimPrefix(se.Error(), "json: "), ": ")
+			if se.Offset == 0 {
+				// The decoder gives no position for some errors, such as a
+				// body that ends inside an array; byte 0 would mislead.
+				return understudy.Errorf(understudy.EINVALID, "malformed JSON: %s; want %s", msg, want)
+			}
+			return understudy.Errorf(understudy.EINVALID, "malformed JSON at byte %d: %s; want %s", se.Offset, msg, want)
 		case errors.As(err, &te):
 			field := te.Field
 			if field == "" {
