@@ -408,20 +408,9 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 			batch = t.Shape[0]
 		}
 	}
-	// The binding cannot allocate rank-0 or float16 outputs itself, so
-	// those are allocated here; the rest are presized when the signature
-	// allows, or left nil for ORT to size.
-	presized := false
-	for i, info := range s.sig.Outputs {
-		if outs[i], err = preallocate(info, batch); err != nil {
-			return nil, fmt.Errorf("output %q: %w", info.Name, err)
-		}
-		if outs[i] == nil && s.presize.Load() {
-			if outs[i], err = presizeOutput(info, batch); err != nil {
-				return nil, fmt.Errorf("output %q: %w", info.Name, err)
-			}
-			presized = presized || outs[i] != nil
-		}
+	presized, err := s.allocateOutputs(outs, batch, s.presize.Load())
+	if err != nil {
+		return nil, err
 	}
 
 	var ro *ort.RunOptions
@@ -451,11 +440,8 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 	if runErr != nil && presized && ctx.Err() == nil {
 		// Perhaps an output is not the size its signature suggests: run
 		// again with ORT sizing them, and stop presizing if that works.
-		for i, info := range s.sig.Outputs {
-			if outs[i] != nil && len(info.Dims) > 0 && info.DType != understudy.Float16 {
-				outs[i].Destroy()
-				outs[i] = nil
-			}
+		if _, err := s.allocateOutputs(outs, batch, false); err != nil {
+			return nil, err
 		}
 		if runErr = s.run(ctx, ins, outs, ro); runErr == nil {
 			s.presize.Store(false)
@@ -496,6 +482,53 @@ func (s *Session) run(ctx context.Context, ins, outs []ort.Value, ro *ort.RunOpt
 	return err
 }
 
+// allocateOutputs fills outs, destroying what they held. The binding cannot
+// allocate rank-0 or float16 outputs itself, so those are always allocated
+// here; with presize, so are the other numeric outputs whose shape the
+// signature and the batch tell. The rest are left nil for ORT to size.
+// presized reports whether any output was allocated only to save ORT the
+// work, so that a failed run may be worth repeating without.
+func (s *Session) allocateOutputs(outs []ort.Value, batch int64, presize bool) (presized bool, err error) {
+	for i, info := range s.sig.Outputs {
+		if outs[i] != nil {
+			outs[i].Destroy()
+			outs[i] = nil
+		}
+		required := len(info.Dims) == 0 || info.DType == understudy.Float16
+		if !required && (!presize || info.DType == understudy.String) {
+			continue
+		}
+		shape, ok := outputShape(info.Dims, batch)
+		switch {
+		case !ok && required:
+			return false, fmt.Errorf("output %q: cannot size %v output with dims %v", info.Name, info.DType, info.Dims)
+		case !ok:
+			continue
+		}
+		if outs[i], err = emptyValue(info.DType, shape); err != nil {
+			return false, fmt.Errorf("output %q: %w", info.Name, err)
+		}
+		presized = presized || !required
+	}
+	return presized, nil
+}
+
+// outputShape is dims with the batch for a dynamic first dimension; ok is
+// false when any other dimension is dynamic or the batch is unknown.
+func outputShape(dims []int64, batch int64) (shape ort.Shape, ok bool) {
+	shape = make(ort.Shape, len(dims))
+	for i, d := range dims {
+		if d < 0 {
+			if i > 0 || batch <= 0 {
+				return nil, false
+			}
+			d = batch
+		}
+		shape[i] = d
+	}
+	return shape, true
+}
+
 // presizable reports whether any output's shape follows from the signature
 // and the batch: a numeric tensor with fixed dimensions after the first.
 func presizable(sig understudy.Signature) bool {
@@ -510,44 +543,48 @@ func presizable(sig understudy.Signature) bool {
 	return false
 }
 
-// presizeOutput allocates a Go-backed tensor for a numeric output shaped
-// from its signature, or returns nil when it cannot.
-func presizeOutput(info understudy.TensorInfo, batch int64) (ort.Value, error) {
-	shape := make(ort.Shape, len(info.Dims))
-	for i, d := range info.Dims {
-		if d < 0 {
-			if i > 0 || batch <= 0 {
-				return nil, nil
-			}
-			d = batch
-		}
-		shape[i] = d
-	}
-	switch info.DType {
+// emptyValue allocates a zeroed value in Go memory for ORT to write into: a
+// scalar for an empty shape, else a tensor.
+func emptyValue(dt understudy.DType, shape ort.Shape) (ort.Value, error) {
+	switch dt {
 	case understudy.Float32:
-		return ort.NewEmptyTensor[float32](shape)
+		return empty[float32](shape)
 	case understudy.Float64:
-		return ort.NewEmptyTensor[float64](shape)
+		return empty[float64](shape)
 	case understudy.Int8:
-		return ort.NewEmptyTensor[int8](shape)
+		return empty[int8](shape)
 	case understudy.Uint8:
-		return ort.NewEmptyTensor[uint8](shape)
+		return empty[uint8](shape)
 	case understudy.Int16:
-		return ort.NewEmptyTensor[int16](shape)
+		return empty[int16](shape)
 	case understudy.Uint16:
-		return ort.NewEmptyTensor[uint16](shape)
+		return empty[uint16](shape)
 	case understudy.Int32:
-		return ort.NewEmptyTensor[int32](shape)
+		return empty[int32](shape)
 	case understudy.Uint32:
-		return ort.NewEmptyTensor[uint32](shape)
+		return empty[uint32](shape)
 	case understudy.Int64:
-		return ort.NewEmptyTensor[int64](shape)
+		return empty[int64](shape)
 	case understudy.Uint64:
-		return ort.NewEmptyTensor[uint64](shape)
+		return empty[uint64](shape)
 	case understudy.Bool:
-		return ort.NewEmptyTensor[bool](shape)
+		return empty[bool](shape)
+	case understudy.Float16:
+		if len(shape) > 0 {
+			return ort.NewCustomDataTensor(shape, make([]byte, shape.FlattenedSize()*2), ort.TensorElementDataTypeFloat16)
+		}
 	}
-	return nil, nil
+	if len(shape) == 0 {
+		return nil, fmt.Errorf("rank-0 %v outputs are not supported", dt)
+	}
+	return nil, fmt.Errorf("%v outputs cannot be allocated in Go memory", dt)
+}
+
+func empty[T ort.TensorData](shape ort.Shape) (ort.Value, error) {
+	if len(shape) == 0 {
+		return ort.NewEmptyScalar[T]()
+	}
+	return ort.NewEmptyTensor[T](shape)
 }
 
 func threadCPU() time.Duration {
@@ -658,50 +695,6 @@ func u16bytes(d []uint16) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), len(d)*2)
-}
-
-func preallocate(info understudy.TensorInfo, batch int64) (ort.Value, error) {
-	if len(info.Dims) == 0 {
-		switch info.DType {
-		case understudy.Float32:
-			return ort.NewEmptyScalar[float32]()
-		case understudy.Float64:
-			return ort.NewEmptyScalar[float64]()
-		case understudy.Int8:
-			return ort.NewEmptyScalar[int8]()
-		case understudy.Uint8:
-			return ort.NewEmptyScalar[uint8]()
-		case understudy.Int16:
-			return ort.NewEmptyScalar[int16]()
-		case understudy.Uint16:
-			return ort.NewEmptyScalar[uint16]()
-		case understudy.Int32:
-			return ort.NewEmptyScalar[int32]()
-		case understudy.Int64:
-			return ort.NewEmptyScalar[int64]()
-		case understudy.Uint32:
-			return ort.NewEmptyScalar[uint32]()
-		case understudy.Uint64:
-			return ort.NewEmptyScalar[uint64]()
-		case understudy.Bool:
-			return ort.NewEmptyScalar[bool]()
-		}
-		return nil, fmt.Errorf("rank-0 %v outputs are not supported", info.DType)
-	}
-	if info.DType != understudy.Float16 {
-		return nil, nil
-	}
-	shape := make(ort.Shape, len(info.Dims))
-	for i, d := range info.Dims {
-		if d < 0 {
-			d = batch
-		}
-		if d <= 0 {
-			return nil, fmt.Errorf("cannot size float16 output with dims %v", info.Dims)
-		}
-		shape[i] = d
-	}
-	return ort.NewCustomDataTensor(shape, make([]byte, shape.FlattenedSize()*2), ort.TensorElementDataTypeFloat16)
 }
 
 func fromValue(v ort.Value, dt understudy.DType) (*understudy.Tensor, error) {
