@@ -205,13 +205,8 @@ func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
 }
 
 func (p *parser) ws() {
-	for p.pos < len(p.buf) {
-		switch p.buf[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
+	for p.pos < len(p.buf) && isSpace(p.buf[p.pos]) {
+		p.pos++
 	}
 }
 
@@ -307,9 +302,7 @@ func (p *parser) floats() (n int64, closed bool) {
 			pos++
 		}
 		start := pos
-		for pos < len(buf) && buf[pos] != ',' && buf[pos] != ']' && !isSpace(buf[pos]) {
-			pos++
-		}
+		pos = scalarEnd(buf, pos)
 		if pos == start || (buf[start] != '-' && (buf[start] < '0' || buf[start] > '9')) {
 			return n, false
 		}
@@ -356,14 +349,17 @@ func (p *parser) token() []byte {
 		}
 		return p.buf[start:]
 	}
-	for p.pos < len(p.buf) {
-		switch p.buf[p.pos] {
-		case ',', ']', ' ', '\t', '\n', '\r':
-			return p.buf[start:p.pos]
-		}
-		p.pos++
-	}
+	p.pos = scalarEnd(p.buf, start)
 	return p.buf[start:p.pos]
+}
+
+// scalarEnd returns where the unquoted scalar starting at pos ends: at the
+// next ',', ']', space or the end of buf.
+func scalarEnd(buf []byte, pos int) int {
+	for pos < len(buf) && buf[pos] != ',' && buf[pos] != ']' && !isSpace(buf[pos]) {
+		pos++
+	}
+	return pos
 }
 
 func (p *parser) scalar() error {
