@@ -3,6 +3,8 @@ package understudy
 import (
 	"fmt"
 	"math"
+	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -213,4 +215,49 @@ func FormatShape(dims []int64) string {
 	}
 	b.WriteByte(']')
 	return b.String()
+}
+
+// rowLen returns the number of elements in one row (the first dimension).
+func (t *Tensor) rowLen() int64 {
+	n := int64(1)
+	for _, d := range t.Shape[1:] {
+		n *= d
+	}
+	return n
+}
+
+// Rows returns rows [from, to) of t, sharing t's data. The result's data is
+// capped at its length, so appending to it cannot write into t.
+func (t *Tensor) Rows(from, to int64) *Tensor {
+	n := t.rowLen()
+	shape := append([]int64{to - from}, t.Shape[1:]...)
+	d := reflect.ValueOf(t.Data)
+	return &Tensor{DType: t.DType, Shape: shape, Data: d.Slice3(int(from*n), int(to*n), int(to*n)).Interface()}
+}
+
+// Concat stacks tensors of one type along their first dimension. Their
+// other dimensions must be equal.
+func Concat(parts []*Tensor) (*Tensor, error) {
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("nothing to concatenate")
+	}
+	first := parts[0]
+	if len(first.Shape) == 0 {
+		return nil, fmt.Errorf("cannot concatenate scalars")
+	}
+	var rows int64
+	total := 0
+	for _, p := range parts {
+		if p.DType != first.DType || len(p.Shape) != len(first.Shape) || !slices.Equal(p.Shape[1:], first.Shape[1:]) {
+			return nil, fmt.Errorf("cannot stack %v %s on %v %s", p.DType, FormatShape(p.Shape), first.DType, FormatShape(first.Shape))
+		}
+		rows += p.Shape[0]
+		total += reflect.ValueOf(p.Data).Len()
+	}
+	out := reflect.MakeSlice(reflect.TypeOf(first.Data), 0, total)
+	for _, p := range parts {
+		out = reflect.AppendSlice(out, reflect.ValueOf(p.Data))
+	}
+	shape := append([]int64{rows}, first.Shape[1:]...)
+	return &Tensor{DType: first.DType, Shape: shape, Data: out.Interface()}, nil
 }
