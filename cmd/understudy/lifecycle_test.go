@@ -32,6 +32,12 @@ type modelView struct {
 	Timeout  int64    `json:"timeout_ms"`
 	Paused   bool     `json:"paused"`
 	LoadMS   float64  `json:"load_ms"`
+	Batching *struct {
+		MaxRows        int    `json:"max_rows"`
+		MergedRuns     int64  `json:"merged_runs"`
+		MergedRequests int64  `json:"merged_requests"`
+		Off            string `json:"off"`
+	} `json:"batching"`
 }
 
 func listModels(tb testing.TB, url string) []modelView {

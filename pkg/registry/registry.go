@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/understudy-ml/understudy/pkg/batch"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -54,12 +55,18 @@ type Model struct {
 	refs   atomic.Int64
 	log    zerolog.Logger
 	closed func()
+	// primary is the model as the request path uses it: with its runner
+	// wrapped in a batcher when requests are merged.
+	primary understudy.ServingModel
+	batcher *batch.Batcher
+	noBatch string // why requests are not merged, when merging is on
 }
 
 // NewModel wraps a runner as a model that is not in any registry, with the
 // given settings; the runner closes when the last reference is released.
 func NewModel(name, version string, sig understudy.Signature, run understudy.Runner, set Settings) *Model {
 	m := &Model{ServingModel: understudy.ServingModel{Name: name, Version: version, Signature: sig, Runner: run}}
+	m.primary = m.ServingModel
 	m.info = understudy.ModelInfo{Name: name, Version: version, Role: understudy.RoleShadow, Signature: &sig}
 	m.refs.Store(1)
 	m.SetSettings(set)
@@ -143,6 +150,13 @@ type Registry struct {
 	OnDeploy func(understudy.Deployment)
 	// OnModel receives each model version when it is loaded, for storage.
 	OnModel func(understudy.ModelInfo)
+	// MaxBatch, when 2 or more, merges requests that wait for the primary
+	// into runs of up to this many rows (see package batch); 0 or 1 runs
+	// each request alone. Shadows always run each request alone.
+	MaxBatch int
+	// BatchSlots is how many runs of the primary may be in flight before
+	// requests wait to be merged.
+	BatchSlots int
 	// OnShadows receives the number of shadows whenever the set is
 	// republished. It is called with the registry's lock held and must not
 	// call back into the registry.
@@ -447,6 +461,17 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 		log:          r.Log,
 		closed:       r.open.Done,
 	}
+	m.primary = m.ServingModel
+	if r.MaxBatch > 1 {
+		b, err := batch.New(lm.Runner, sig, batch.Options{MaxRows: r.MaxBatch, Slots: r.BatchSlots, OnDisable: func(why string) {
+			r.Log.Warn().Str("model", name).Str("version", info.Version).Str("reason", why).Msg("requests are no longer merged for this model")
+		}})
+		if err != nil {
+			m.noBatch = err.Error()
+		} else {
+			m.batcher, m.primary.Runner = b, b
+		}
+	}
 	r.open.Add(1)
 	m.refs.Store(1)
 	if r.Warmup {
@@ -575,7 +600,7 @@ func (r *Registry) AcquirePrimary() (*understudy.ServingModel, func(), bool) {
 		// A failed Acquire means the primary was swapped out and retired
 		// between the load and the acquire; the next snapshot has the new one.
 		if s.primary.Acquire() {
-			return &s.primary.ServingModel, s.primary.Release, true
+			return &s.primary.primary, s.primary.Release, true
 		}
 	}
 	return nil, nil, false
@@ -620,6 +645,7 @@ func (r *Registry) List() []understudy.ModelInfo {
 		info := m.info
 		set := m.Settings()
 		info.Sampling, info.TimeoutMS, info.Paused = &set.Sampling, set.Timeout.Milliseconds(), set.Paused
+		info.Batching = r.batching(m)
 		out = append(out, info)
 	}
 	for _, fs := range r.files {
@@ -635,6 +661,18 @@ func (r *Registry) List() []understudy.ModelInfo {
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// batching describes how m's requests are merged, nil when merging is off.
+func (r *Registry) batching(m *Model) *understudy.Batching {
+	switch {
+	case r.MaxBatch < 2:
+		return nil
+	case m.batcher == nil:
+		return &understudy.Batching{MaxRows: r.MaxBatch, Off: m.noBatch}
+	}
+	st := m.batcher.Stats()
+	return &understudy.Batching{MaxRows: r.MaxBatch, MergedRuns: st.Runs, MergedRequests: st.Requests, Off: st.Disabled}
 }
 
 func roleOrder(r understudy.Role) int {

@@ -88,10 +88,25 @@ type ModelInfo struct {
 	Error       string        `json:"error,omitempty"`
 	Reason      string        `json:"reason,omitempty"` // why a model is incompatible
 	Warnings    []string      `json:"warnings,omitempty"`
+	// Batching says how requests to this model are merged when it is the
+	// primary; nil when merging is off.
+	Batching *Batching `json:"batching,omitempty"`
 	// Shadow settings, for loaded models.
 	Sampling  *float64 `json:"sampling,omitempty"`
 	TimeoutMS int64    `json:"timeout_ms,omitempty"`
 	Paused    bool     `json:"paused,omitempty"`
+}
+
+// Batching describes how waiting requests to a primary are merged into
+// shared runs (--max-batch).
+type Batching struct {
+	MaxRows int `json:"max_rows"`
+	// MergedRuns counts runs that answered two requests or more, and
+	// MergedRequests the requests they answered.
+	MergedRuns     int64 `json:"merged_runs"`
+	MergedRequests int64 `json:"merged_requests"`
+	// Off says why this model's requests are never merged, if they are not.
+	Off string `json:"off,omitempty"`
 }
 
 // Runner runs inference. Implementations must be safe for concurrent use and
