@@ -198,7 +198,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.IntVar(&c.ShadowWorkers, "shadow-workers", c.ShadowWorkers, "concurrent shadow runs (the default is half the cores)")
 	fs.IntVar(&c.ShadowQueue, "shadow-queue", c.ShadowQueue, "shadow jobs that may wait; beyond this they are dropped and counted")
 	fs.IntVar(&c.ShadowNice, "shadow-nice", c.ShadowNice, "niceness of shadow worker threads with --shadow-sched nice, 0-19")
-	fs.StringVar(&c.ShadowSched, "shadow-sched", c.ShadowSched, "scheduling of shadow worker threads: idle (SCHED_IDLE: only spare CPU) or nice")
+	fs.StringVar(&c.ShadowSched, "shadow-sched", c.ShadowSched, "scheduling of shadow worker threads and of the store's thread for their results: idle (SCHED_IDLE: only spare CPU) or nice")
 	fs.Float64Var(&c.ShadowSampling, "shadow-sampling", c.ShadowSampling, "default share of requests mirrored to each shadow, 0-1")
 	fs.DurationVar(&c.ShadowTimeout, "shadow-timeout", c.ShadowTimeout, "default time limit of one shadow run")
 	fs.Var(&c.InputCap, "input-cap", "largest request inputs stored in full; above it only their sha256")
@@ -314,6 +314,7 @@ func (m *Main) Run(ctx context.Context) error {
 	so := sqlite.Options{
 		InputCap:      int(c.InputCap),
 		ShadowNice:    c.ShadowNice,
+		ShadowIdle:    c.ShadowSched == "idle",
 		FlushInterval: c.FlushInterval,
 		RetainDays:    c.RetainDays,
 		RetainRows:    c.RetainRows,
@@ -359,7 +360,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// The shadow workers, and the store's thread for shadow results.
 	extra := c.ShadowWorkers
-	if so.ShadowNice > 0 {
+	if so.ShadowIdle || so.ShadowNice > 0 {
 		extra++
 	}
 	var t runtimeTuning
@@ -552,6 +553,9 @@ func (m *Main) registerGauges() {
 		m.metrics.CounterFunc("understudy_store_rows_written_total", "Rows committed to the database.", labels, func() float64 { return float64(get(m.db.Stats()).Written) })
 		m.metrics.CounterFunc("understudy_store_rows_lost_total", "Rows that could not be stored (queue full, write failed).", labels, func() float64 { return float64(get(m.db.Stats()).Lost) })
 	}
+	m.metrics.CounterFunc("understudy_store_shadow_commits_taken_back_total",
+		"Commits of shadow results the writer made at normal priority because the low-priority thread had not started them within 5ms: a sign of saturated cores.",
+		nil, func() float64 { return float64(m.db.Stats().ShadowCommitsTakenBack) })
 	m.metrics.ModelsLoaded(func() map[string]int {
 		counts := map[string]int{}
 		for _, info := range m.reg.List() {

@@ -53,6 +53,14 @@ type Options struct {
 	// the primary's rows: a shadow must not slow the primary through the
 	// store either. 0 commits everything on the writer's thread.
 	ShadowNice int
+	// ShadowIdle commits shadow results on a thread of their own in the
+	// SCHED_IDLE class instead, which yields the CPU the moment a request
+	// wants it; a niced thread may keep it for a scheduler slice.
+	ShadowIdle bool
+	// ShadowHandoff is how long the writer waits for that thread to start
+	// a commit before doing it itself, so that a starved thread never holds
+	// up the primary's rows. Default 5ms.
+	ShadowHandoff time.Duration
 	// QueueSize is the number of rows waiting for the writer before new rows
 	// are counted as lost. Default 65536.
 	QueueSize int
@@ -105,6 +113,9 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.ShadowHandoff <= 0 {
+		o.ShadowHandoff = 5 * time.Millisecond
+	}
 }
 
 // Stats are the store's counters, for export as metrics.
@@ -121,6 +132,10 @@ type Stats struct {
 	// Batches and FailedBatches count the writer's transactions.
 	Batches       int64
 	FailedBatches int64
+	// ShadowCommitsTakenBack counts shadow-result commits the writer made
+	// on its own thread because the low-priority thread had not started
+	// them in time: a sign that the cores were saturated.
+	ShadowCommitsTakenBack int64
 }
 
 // TableStats counts what happened to the rows handed to the store for one
@@ -197,8 +212,8 @@ func Open(path string, opts Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
-	if opts.ShadowNice > 0 {
-		db.low = startLowPriority(opts.ShadowNice, db.log)
+	if opts.ShadowIdle || opts.ShadowNice > 0 {
+		db.low = startLowPriority(opts.ShadowIdle, opts.ShadowNice, opts.ShadowHandoff, db.log)
 	}
 	go db.run()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -306,7 +321,7 @@ func (db *DB) Close() error {
 
 // Stats returns the current counters.
 func (db *DB) Stats() Stats {
-	return Stats{
+	s := Stats{
 		Predictions:   db.preds.load(),
 		ShadowResults: db.shadows.load(),
 		Skips:         db.skips.load(),
@@ -315,6 +330,10 @@ func (db *DB) Stats() Stats {
 		Batches:       db.batches.Load(),
 		FailedBatches: db.failedBatches.Load(),
 	}
+	if db.low != nil {
+		s.ShadowCommitsTakenBack = db.low.takenBack.Load()
+	}
+	return s
 }
 
 // limiter lets one log line through per logEvery and counts the rest.

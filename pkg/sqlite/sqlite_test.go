@@ -452,40 +452,81 @@ func TestBatching(t *testing.T) {
 	}
 }
 
-// Ensure that with ShadowNice, shadow results are committed on a thread of
-// that niceness, every row of every kind is still written exactly once, and
-// the writer's own thread keeps its priority.
+// Ensure that with ShadowNice or ShadowIdle, shadow results are committed
+// on a thread of that priority, every row of every kind is still written
+// exactly once, and the writer's own thread keeps its priority.
 func TestShadowResultsOnLowPriorityThread(t *testing.T) {
-	db, _ := openDB(t, sqlite.Options{BatchSize: 50, ShadowNice: 10})
-	tid := db.ShadowWriterTID()
-	if tid == 0 {
-		t.Fatal("no shadow-results thread with ShadowNice 10")
+	for _, tc := range []struct {
+		name         string
+		opts         sqlite.Options
+		nice, policy string // fields of /proc/…/stat; policy 5 is SCHED_IDLE
+	}{
+		{"nice", sqlite.Options{BatchSize: 50, ShadowNice: 10}, "10", "0"},
+		{"idle", sqlite.Options{BatchSize: 50, ShadowIdle: true}, "0", "5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _ := openDB(t, tc.opts)
+			tid := db.ShadowWriterTID()
+			if tid == 0 {
+				t.Fatalf("no shadow-results thread with %+v", tc.opts)
+			}
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Fields 19 and 41 are the nice value and the policy, the 17th
+			// and 39th after the command's ")".
+			f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+			if f[16] != tc.nice || f[38] != tc.policy {
+				t.Errorf("shadow-results thread nice %s policy %s, want %s and %s", f[16], f[38], tc.nice, tc.policy)
+			}
+			at := time.Now()
+			const n = 777
+			for i := range n {
+				p, s := sqlite.SamplePair(fmt.Sprint(i), at)
+				db.WritePrediction(p)
+				db.WriteShadowResult(s)
+				db.CountSkips("s", "v1", at, 1, 0)
+			}
+			flush(t, db)
+			gotP, gotS := counts(t, db)
+			st := db.Stats()
+			if gotP != n || gotS != n || st.Predictions.Written != n || st.ShadowResults.Written != n || st.Skips.Written != n {
+				t.Errorf("rows %d/%d, written %d/%d/%d; want %d of each", gotP, gotS, st.Predictions.Written, st.ShadowResults.Written, st.Skips.Written, n)
+			}
+			if own, _ := unix.Getpriority(unix.PRIO_PROCESS, 0); own != 20 {
+				// Getpriority returns 20 - nice.
+				t.Errorf("the test's own thread has nice %d, want 0", 20-own)
+			}
+		})
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Field 19 is the nice value, the 17th after the command's ")".
-	if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:])); f[16] != "10" {
-		t.Errorf("shadow-results thread nice = %s, want 10", f[16])
-	}
+}
+
+// Ensure a shadow-results thread that cannot run, as a SCHED_IDLE thread on
+// saturated cores, never holds up the store: the writer takes its commits
+// back and every row is written while the thread is still stalled.
+func TestStalledShadowThreadHoldsNothingUp(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{BatchSize: 50, ShadowIdle: true, ShadowHandoff: 20 * time.Millisecond})
+	const stall = 5 * time.Second
+	db.StallShadowThread(stall)
+	until := time.Now().Add(stall)
 	at := time.Now()
-	const n = 777
+	const n = 300
 	for i := range n {
 		p, s := sqlite.SamplePair(fmt.Sprint(i), at)
 		db.WritePrediction(p)
 		db.WriteShadowResult(s)
-		db.CountSkips("s", "v1", at, 1, 0)
 	}
 	flush(t, db)
-	gotP, gotS := counts(t, db)
-	st := db.Stats()
-	if gotP != n || gotS != n || st.Predictions.Written != n || st.ShadowResults.Written != n || st.Skips.Written != n {
-		t.Errorf("rows %d/%d, written %d/%d/%d; want %d of each", gotP, gotS, st.Predictions.Written, st.ShadowResults.Written, st.Skips.Written, n)
+	if time.Now().After(until) {
+		t.Fatal("the flush waited for the stalled thread")
 	}
-	if own, _ := unix.Getpriority(unix.PRIO_PROCESS, 0); own != 20 {
-		// Getpriority returns 20 - nice.
-		t.Errorf("the test's own thread has nice %d, want 0", 20-own)
+	gotP, gotS := counts(t, db)
+	if gotP != n || gotS != n {
+		t.Errorf("rows %d/%d, want %d of each", gotP, gotS, n)
+	}
+	if st := db.Stats(); st.ShadowCommitsTakenBack == 0 {
+		t.Errorf("stats %+v: want shadow commits taken back", st)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -414,16 +415,40 @@ func (db *DB) commitRows(b *batch) {
 }
 
 // lowPriority runs the writer's functions, one at a time, on an OS thread
-// of lower scheduling priority. The writer waits for each, so the one
-// write connection is never used by both at once.
+// of lower scheduling priority. The writer waits for each function that
+// thread starts, so the one write connection is never used by both at once.
+//
+// In the SCHED_IDLE class the thread runs only on spare CPU and yields the
+// moment a request needs it, but when the cores are saturated it may not
+// get to run for seconds. The writer must not wait for that: a function the
+// thread has not started within handoff is taken back and run on the
+// writer's own thread.
 type lowPriority struct {
-	run  chan func()
-	done chan struct{}
-	tid  int
+	run     chan *lowTask
+	tid     int
+	handoff time.Duration
+	// takenBack counts functions the writer ran itself.
+	takenBack atomic.Int64
 }
 
-func startLowPriority(nice int, log zerolog.Logger) *lowPriority {
-	lp := &lowPriority{run: make(chan func()), done: make(chan struct{})}
+// lowTask is one function handed to the thread; whichever side moves state
+// from waiting first runs it.
+type lowTask struct {
+	f     func()
+	state atomic.Int32
+	done  chan struct{}
+}
+
+const (
+	taskWaiting int32 = iota
+	taskStarted
+	taskTakenBack
+)
+
+func startLowPriority(idle bool, nice int, handoff time.Duration, log zerolog.Logger) *lowPriority {
+	// Buffered: tasks taken back stay queued until the thread runs again,
+	// and the writer must never block on handing one over.
+	lp := &lowPriority{run: make(chan *lowTask, 64), handoff: handoff}
 	ready := make(chan struct{})
 	go func() {
 		// Never unlocked: the thread exits with the goroutine, so its
@@ -431,22 +456,51 @@ func startLowPriority(nice int, log zerolog.Logger) *lowPriority {
 		// process could not raise it back anyway.
 		runtime.LockOSThread()
 		lp.tid = unix.Gettid()
-		if err := unix.Setpriority(unix.PRIO_PROCESS, lp.tid, nice); err != nil {
-			log.Warn().Err(err).Int("nice", nice).Msg("could not lower the priority of the store's shadow-results thread")
+		var err error
+		if idle {
+			err = unix.SchedSetAttr(lp.tid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
+		} else {
+			err = unix.Setpriority(unix.PRIO_PROCESS, lp.tid, nice)
+		}
+		if err != nil {
+			log.Warn().Err(err).Bool("idle", idle).Int("nice", nice).Msg("could not lower the priority of the store's shadow-results thread")
 		}
 		close(ready)
-		for f := range lp.run {
-			f()
-			lp.done <- struct{}{}
+		for t := range lp.run {
+			if t.state.CompareAndSwap(taskWaiting, taskStarted) {
+				t.f()
+				close(t.done)
+			}
 		}
 	}()
 	<-ready
 	return lp
 }
 
+// do runs f on the thread, or on the calling thread if the thread has not
+// started it within the handoff time.
 func (lp *lowPriority) do(f func()) {
-	lp.run <- f
-	<-lp.done
+	t := &lowTask{f: f, done: make(chan struct{})}
+	select {
+	case lp.run <- t:
+	default:
+		lp.takenBack.Add(1)
+		f()
+		return
+	}
+	timer := time.NewTimer(lp.handoff)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+		return
+	case <-timer.C:
+	}
+	if t.state.CompareAndSwap(taskWaiting, taskTakenBack) {
+		lp.takenBack.Add(1)
+		f()
+		return
+	}
+	<-t.done
 }
 
 // ShadowWriterTID returns the OS thread id that commits shadow results, or
