@@ -16,8 +16,8 @@ import (
 // both rows of a pair. The producer holds back when the queue is half full,
 // so the figure is the writer's sustained rate, not the queue's.
 func MeasureWriteRate(dir string, pairs int) (rowsPerSecond float64, err error) {
-	// As the server runs it: shadow results on their own niced thread.
-	db, err := Open(filepath.Join(dir, "measure.db"), Options{ShadowNice: 10})
+	// As the server runs it: shadow results on their own SCHED_IDLE thread.
+	db, err := Open(filepath.Join(dir, "measure.db"), Options{ShadowIdle: true})
 	if err != nil {
 		return 0, err
 	}
