@@ -248,7 +248,18 @@ func (b *Batcher) execute(c *call) (map[string]*understudy.Tensor, error) {
 	if len(batch) == 1 {
 		return b.run.Run(c.ctx, c.in)
 	}
+	delivered := false
+	defer func() {
+		if !delivered {
+			// The run panicked: the others must not wait forever.
+			for _, m := range batch[1:] {
+				m.alone = true
+				close(m.done)
+			}
+		}
+	}()
 	outs, err := b.merged(batch)
+	delivered = true
 	if err != nil {
 		// A bad row fails the whole run; every request runs again alone so
 		// that each gets the answer or the error it would have had.

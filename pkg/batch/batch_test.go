@@ -21,6 +21,8 @@ type doubler struct {
 	gate    chan struct{}
 	started chan struct{}
 	extra   int64 // extra output rows, to play a model whose rows are not independent
+	// panicAbove makes a run of more rows than this panic, when set.
+	panicAbove int64
 }
 
 var sig = understudy.Signature{
@@ -42,6 +44,9 @@ func (d *doubler) Run(ctx context.Context, in map[string]*understudy.Tensor) (ma
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+	if d.panicAbove > 0 && x.Shape[0] > d.panicAbove {
+		panic("merged run panicked")
 	}
 	xs := x.Data.([]float32)
 	if slices.ContainsFunc(xs, func(v float32) bool { return v < 0 }) {
@@ -347,5 +352,52 @@ func TestMergeable(t *testing.T) {
 		if _, err := New(&doubler{}, s, Options{MaxRows: 8}); (err == nil) != tc.ok {
 			t.Errorf("New(%v → %v) error %v, want error %v", tc.in, tc.out, err, !tc.ok)
 		}
+	}
+}
+
+// Ensure a merged run that panics leaves no request waiting: the panic
+// reaches the request that ran it, and every other one is answered by a run
+// of its own.
+func TestAPanickingMergedRunStrandsNobody(t *testing.T) {
+	d := &doubler{panicAbove: 1, gate: make(chan struct{}), started: make(chan struct{}, 10)}
+	b := newBatcher(t, d, Options{MaxRows: 16})
+	run := func(in map[string]*understudy.Tensor) (a answer, panicked bool) {
+		defer func() {
+			if recover() != nil {
+				panicked = true
+			}
+		}()
+		out, err := b.Run(context.Background(), in)
+		return answer{out, err}, false
+	}
+	go run(rowsOf(1, 2, 0))
+	<-d.started
+	ins := []map[string]*understudy.Tensor{rowsOf(1, 2, 10), rowsOf(1, 2, 20), rowsOf(1, 2, 30)}
+	type result struct {
+		a        answer
+		panicked bool
+	}
+	results := make([]chan result, len(ins))
+	for i, in := range ins {
+		results[i] = make(chan result, 1)
+		go func() { a, p := run(in); results[i] <- result{a, p} }()
+		waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == i+1 })
+	}
+	close(d.gate)
+	panics := 0
+	for i := range ins {
+		select {
+		case r := <-results[i]:
+			if r.panicked {
+				panics++
+				continue
+			}
+			checkDoubled(t, ins[i], r.a)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("request %d never answered", i)
+		}
+	}
+	if panics != 1 {
+		t.Errorf("%d requests saw the panic, want the one that ran the merged run", panics)
 	}
 }
