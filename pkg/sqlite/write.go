@@ -142,7 +142,8 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	if s.Outputs != nil {
 		r.outputs = sql.NullString{String: bytesString(EncodeTensors(s.Outputs)), Valid: true}
 	}
-	r.comparison = string(marshalComparison(c))
+	// A fresh buffer that nothing else holds: no copy needed.
+	r.comparison = bytesString(marshalComparison(c))
 	return r
 }
 
