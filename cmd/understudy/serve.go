@@ -61,9 +61,10 @@ type Config struct {
 	// alone). Only for models whose output rows depend on their own input
 	// rows alone, which ONNX cannot tell.
 	MaxBatch int
-	// BatchRuns is how many runs of the primary may be in flight before
-	// requests wait to be merged (UNDERSTUDY_BATCH_RUNS, default 0: half
-	// the cores divided by the intra-op threads, at least 1).
+	// BatchRuns is how many runs of the primary may be in flight once
+	// requests pile up (UNDERSTUDY_BATCH_RUNS, default 0: half the cores
+	// divided by the intra-op threads, at least 1). Until then there is
+	// one run per core.
 	BatchRuns int
 	// Device is cpu, cuda or cuda:N (UNDERSTUDY_DEVICE, default cpu).
 	Device string
@@ -187,7 +188,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file")
 	fs.IntVar(&c.IntraOpThreads, "intra-op-threads", c.IntraOpThreads, "intra-op threads per session (1 suits concurrent requests)")
 	fs.IntVar(&c.MaxBatch, "max-batch", c.MaxBatch, "merge requests waiting for a busy primary into runs of up to this many rows (0: off); only for models whose rows are independent")
-	fs.IntVar(&c.BatchRuns, "batch-runs", c.BatchRuns, "with --max-batch: runs of the primary in flight before requests wait to be merged (0: half the cores)")
+	fs.IntVar(&c.BatchRuns, "batch-runs", c.BatchRuns, "with --max-batch: runs of the primary in flight once requests pile up (0: half the cores)")
 	fs.StringVar(&c.Device, "device", c.Device, "cpu, cuda or cuda:N")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, or console for humans")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -341,13 +342,16 @@ func (m *Main) Run(ctx context.Context) error {
 	}, m.Log)
 	m.reg.Defaults = registry.Settings{Sampling: c.ShadowSampling, Timeout: c.ShadowTimeout}
 	m.reg.Settle, m.reg.Rescan = c.Settle, c.Rescan
-	m.reg.MaxBatch, m.reg.BatchSlots = c.MaxBatch, c.BatchRuns
+	// As many runs as their threads fill the cores while requests do not
+	// pile up; once they do, merged runs make the run a smaller share of
+	// each request's CPU, and half the cores go to HTTP, JSON and the
+	// store. On the 2-core benchmark machine one run at a time then served
+	// 10–11% more requests per second than two.
+	m.reg.MaxBatch = c.MaxBatch
+	m.reg.BatchSlots = max(1, runtime.NumCPU()/max(1, c.IntraOpThreads))
+	m.reg.BatchBusySlots = c.BatchRuns
 	if c.BatchRuns == 0 {
-		// Merged runs make the run a smaller share of each request's CPU,
-		// so half the cores go to HTTP, JSON and the store. On the 2-core
-		// benchmark machine one run at a time served 10–11% more requests
-		// per second than two.
-		m.reg.BatchSlots = max(1, runtime.NumCPU()/2/max(1, c.IntraOpThreads))
+		m.reg.BatchBusySlots = max(1, m.reg.BatchSlots/2)
 	}
 	m.reg.OnEvent = func(ev understudy.Event) {
 		m.lifecycleDo(func(ctx context.Context) error { return m.db.RecordEvent(ctx, ev) })

@@ -31,10 +31,15 @@ type Options struct {
 	// MaxRows bounds the rows of one merged run; a request with more rows
 	// than this runs alone.
 	MaxRows int
-	// Slots is how many runs may be in flight at once; requests beyond
-	// that wait and are merged. With one intra-op thread per run, the
-	// number of cores is the natural choice.
+	// Slots is how many runs may be in flight at once while requests are
+	// not piling up; requests beyond that wait and are merged. With one
+	// intra-op thread per run, the number of cores is the natural choice.
 	Slots int
+	// BusySlots, if set and below Slots, is how many runs may be in flight
+	// once requests pile up: for 100 ms after a hand-over that finds two
+	// or more waiting. Merged runs then leave more of
+	// the cores to the work around each request. Default: Slots.
+	BusySlots int
 	// OnDisable is called once if the model turns out not to keep one
 	// output row per input row, with the reason.
 	OnDisable func(reason string)
@@ -60,6 +65,11 @@ type Batcher struct {
 	mu      sync.Mutex
 	running int
 	pending []*call // FIFO
+	// busyUntil is when BusySlots stop applying: a while after requests
+	// were last seen piling up. A run slot that frees with nobody waiting
+	// is no sign that the pile-up is over; at 8 clients that happens often.
+	busyUntil time.Time
+	busyHold  time.Duration
 
 	runs, requests atomic.Int64
 	disabled       atomic.Pointer[string]
@@ -113,7 +123,10 @@ func New(run understudy.Runner, sig understudy.Signature, o Options) (*Batcher, 
 		return nil, fmt.Errorf("MaxRows is %d; merging needs at least 2", o.MaxRows)
 	}
 	o.Slots = max(o.Slots, 1)
-	return &Batcher{run: run, sig: sig, opts: o}, nil
+	if o.BusySlots <= 0 || o.BusySlots > o.Slots {
+		o.BusySlots = o.Slots
+	}
+	return &Batcher{run: run, sig: sig, opts: o, busyHold: busyHold}, nil
 }
 
 // Stats returns what the batcher has done so far.
@@ -135,7 +148,7 @@ func (b *Batcher) Run(ctx context.Context, in map[string]*understudy.Tensor) (ma
 		return b.run.Run(ctx, in)
 	}
 	b.mu.Lock()
-	if b.running < b.opts.Slots {
+	if b.running < b.slots() {
 		b.running++
 		b.mu.Unlock()
 		defer b.next()
@@ -197,7 +210,12 @@ func (b *Batcher) rows(in map[string]*understudy.Tensor) int64 {
 // waiting request that can share its run, or frees the slot.
 func (b *Batcher) next() {
 	b.mu.Lock()
-	if len(b.pending) == 0 {
+	if len(b.pending) >= 2 {
+		b.busyUntil = time.Now().Add(b.busyHold)
+	}
+	// Over the limit (it fell when requests piled up), the slot is given
+	// up; the runs still in flight hand theirs on, so no one is stranded.
+	if len(b.pending) == 0 || b.running > b.slots() {
 		b.running--
 		b.mu.Unlock()
 		return
@@ -228,6 +246,18 @@ func (b *Batcher) next() {
 	// on the benchmark's MLP at 4 and 8 clients.
 	runtime.Gosched()
 }
+
+// slots is how many runs may be in flight now. b.mu must be held.
+func (b *Batcher) slots() int {
+	if b.opts.BusySlots < b.opts.Slots && time.Now().Before(b.busyUntil) {
+		return b.opts.BusySlots
+	}
+	return b.opts.Slots
+}
+
+// busyHold is how long BusySlots apply after requests were last seen
+// piling up.
+const busyHold = 100 * time.Millisecond
 
 // sameRowShape reports whether two requests' inputs differ only in their
 // number of rows, so that they can be stacked.

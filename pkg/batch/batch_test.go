@@ -401,3 +401,58 @@ func TestAPanickingMergedRunStrandsNobody(t *testing.T) {
 		t.Errorf("%d requests saw the panic, want the one that ran the merged run", panics)
 	}
 }
+
+// Ensure BusySlots apply only while requests pile up: two requests alone
+// run side by side on two slots, but right after a hand-over found several
+// waiting, a request that finds one run in flight waits for it.
+func TestBusySlotsOnlyWhileRequestsPileUp(t *testing.T) {
+	d := &doubler{gate: make(chan struct{}), started: make(chan struct{}, 100)}
+	b := newBatcher(t, d, Options{MaxRows: 16, Slots: 2, BusySlots: 1})
+	b.busyHold = time.Hour // a slow machine must not end the busy spell mid-test
+	var wg sync.WaitGroup
+	run := func(in map[string]*understudy.Tensor) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := b.Run(context.Background(), in)
+			checkDoubled(t, in, answer{out, err})
+		}()
+	}
+	// No pile-up: two requests, two runs at once.
+	run(rowsOf(1, 2, 0))
+	run(rowsOf(1, 2, 10))
+	started(t, d)
+	started(t, d)
+	// Two more wait behind them; the hand-over that finds them marks the
+	// batcher busy.
+	run(rowsOf(1, 2, 20))
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 1 })
+	run(rowsOf(1, 2, 30))
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 2 })
+	close(d.gate)
+	wg.Wait()
+	if got, want := d.rowsPerRun(), []int64{1, 1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("rows per run %v, want %v", got, want)
+	}
+	// Busy now: with one run in flight, the next request waits.
+	d.gate = make(chan struct{})
+	run(rowsOf(1, 2, 40))
+	started(t, d)
+	run(rowsOf(1, 2, 50))
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 1 })
+	close(d.gate)
+	wg.Wait()
+	if got := d.rowsPerRun()[3:]; !slices.Equal(got, []int64{1, 1}) {
+		t.Errorf("rows per run after the pile-up %v, want one run then the other", got)
+	}
+}
+
+// started waits for the doubler to start a run.
+func started(t *testing.T, d *doubler) {
+	t.Helper()
+	select {
+	case <-d.started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no run started")
+	}
+}

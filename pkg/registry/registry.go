@@ -155,8 +155,9 @@ type Registry struct {
 	// each request alone. Shadows always run each request alone.
 	MaxBatch int
 	// BatchSlots is how many runs of the primary may be in flight before
-	// requests wait to be merged.
-	BatchSlots int
+	// requests wait to be merged, and BatchBusySlots how many once they
+	// pile up (see batch.Options).
+	BatchSlots, BatchBusySlots int
 	// OnShadows receives the number of shadows whenever the set is
 	// republished. It is called with the registry's lock held and must not
 	// call back into the registry.
@@ -463,7 +464,7 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 	}
 	m.primary = m.ServingModel
 	if r.MaxBatch > 1 {
-		b, err := batch.New(lm.Runner, sig, batch.Options{MaxRows: r.MaxBatch, Slots: r.BatchSlots, OnDisable: func(why string) {
+		b, err := batch.New(lm.Runner, sig, batch.Options{MaxRows: r.MaxBatch, Slots: r.BatchSlots, BusySlots: r.BatchBusySlots, OnDisable: func(why string) {
 			r.Log.Warn().Str("model", name).Str("version", info.Version).Str("reason", why).Msg("requests are no longer merged for this model")
 		}})
 		if err != nil {
