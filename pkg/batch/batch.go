@@ -37,8 +37,8 @@ type Options struct {
 	Slots int
 	// BusySlots, if set and below Slots, is how many runs may be in flight
 	// once requests pile up: for 100 ms after a hand-over that finds two
-	// or more waiting. Merged runs then leave more of
-	// the cores to the work around each request. Default: Slots.
+	// or more waiting. Merged runs then leave more of the cores to the work
+	// around each request. Default: Slots.
 	BusySlots int
 	// OnDisable is called once if the model turns out not to keep one
 	// output row per input row, with the reason.
@@ -48,11 +48,11 @@ type Options struct {
 // Stats count what the batcher did.
 type Stats struct {
 	// Runs is the number of merged runs, of two requests or more.
-	Runs int64 `json:"merged_runs"`
+	Runs int64
 	// Requests is the number of requests answered by merged runs.
-	Requests int64 `json:"merged_requests"`
+	Requests int64
 	// Disabled says why merging was switched off, if it was.
-	Disabled string `json:"disabled,omitempty"`
+	Disabled string
 }
 
 // Batcher is a Runner that merges waiting requests into single runs of the
@@ -278,29 +278,30 @@ func (b *Batcher) execute(c *call) (map[string]*understudy.Tensor, error) {
 	if len(batch) == 1 {
 		return b.run.Run(c.ctx, c.in)
 	}
+	// Until the merged answers are delivered, the others wait on this
+	// run. If it fails (a bad row fails all of them) or panics, each runs
+	// again alone, to get the answer or the error it would have had.
 	delivered := false
-	defer func() {
-		if !delivered {
-			// The run panicked: the others must not wait forever.
-			for _, m := range batch[1:] {
-				m.alone = true
-				close(m.done)
-			}
-		}
-	}()
-	outs, err := b.merged(batch)
-	delivered = true
-	if err != nil {
-		// A bad row fails the whole run; every request runs again alone so
-		// that each gets the answer or the error it would have had.
+	releaseAlone := func() {
+		delivered = true
 		for _, m := range batch[1:] {
 			m.alone = true
 			close(m.done)
 		}
+	}
+	defer func() {
+		if !delivered {
+			releaseAlone()
+		}
+	}()
+	outs, err := b.merged(batch)
+	if err != nil {
+		releaseAlone()
 		return b.run.Run(c.ctx, c.in)
 	}
 	b.runs.Add(1)
 	b.requests.Add(int64(len(batch)))
+	delivered = true
 	for i, m := range batch[1:] {
 		m.out = outs[i+1]
 		close(m.done)
@@ -332,13 +333,7 @@ func (b *Batcher) merged(batch []*call) ([]map[string]*understudy.Tensor, error)
 	// member asked for it, is shared out by rows.
 	ctx := context.Background()
 	var st understudy.RunStats
-	var want bool
-	for _, c := range batch {
-		if understudy.RunStatsFrom(c.ctx) != nil {
-			want = true
-		}
-	}
-	if want {
+	if slices.ContainsFunc(batch, func(c *call) bool { return understudy.RunStatsFrom(c.ctx) != nil }) {
 		ctx = understudy.WithRunStats(ctx, &st)
 	}
 	out, err := b.run.Run(ctx, in)

@@ -119,7 +119,7 @@ func queue(t *testing.T, b *Batcher, d *doubler, ins []map[string]*understudy.Te
 			out, err := b.Run(context.Background(), in)
 			answers[i] <- answer{out, err}
 		}()
-		waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == i+1 })
+		waitPending(t, b, i+1)
 	}
 	return func() []answer {
 		close(d.gate)
@@ -143,6 +143,12 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// waitPending waits until n requests wait in b.
+func waitPending(t *testing.T, b *Batcher, n int) {
+	t.Helper()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == n })
+}
+
 func newBatcher(t *testing.T, d *doubler, o Options) *Batcher {
 	t.Helper()
 	o.Slots = max(o.Slots, 1)
@@ -153,18 +159,42 @@ func newBatcher(t *testing.T, d *doubler, o Options) *Batcher {
 	return b
 }
 
-func TestWaitingRequestsShareOneRun(t *testing.T) {
-	d := &doubler{}
-	b := newBatcher(t, d, Options{MaxRows: 16})
-	ins := []map[string]*understudy.Tensor{rowsOf(1, 2, 0), rowsOf(3, 2, 10), rowsOf(2, 2, 20)}
-	for i, a := range queue(t, b, d, ins)() {
-		checkDoubled(t, ins[i], a)
-	}
-	if got, want := d.rowsPerRun(), []int64{1, 6}; !slices.Equal(got, want) {
-		t.Errorf("rows per run %v, want %v: the busy run, then the three waiting requests together", got, want)
-	}
-	if s := b.Stats(); s.Runs != 1 || s.Requests != 3 {
-		t.Errorf("stats %+v, want 1 merged run of 3 requests", s)
+// Ensure requests waiting behind a busy run are merged: oldest first, each
+// run taking every later request that still fits in MaxRows and has the
+// same row shape, and that each still gets its own rows of the answer.
+func TestWaitingRequestsAreMerged(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		maxRows    int
+		ins        []map[string]*understudy.Tensor
+		rowsPerRun []int64 // the busy run first
+		merged     Stats
+	}{
+		{"share one run", 16,
+			[]map[string]*understudy.Tensor{rowsOf(1, 2, 0), rowsOf(3, 2, 10), rowsOf(2, 2, 20)},
+			[]int64{1, 6}, Stats{Runs: 1, Requests: 3}},
+		// 2+2, then 3+1, then the 5-row request, over the limit, alone.
+		{"MaxRows splits the queue", 4,
+			[]map[string]*understudy.Tensor{rowsOf(2, 2, 0), rowsOf(2, 2, 10), rowsOf(3, 2, 20), rowsOf(1, 2, 30), rowsOf(5, 2, 40)},
+			[]int64{1, 4, 4, 5}, Stats{Runs: 2, Requests: 4}},
+		// Width 2 together, width 3 alone.
+		{"different row shapes are not stacked", 16,
+			[]map[string]*understudy.Tensor{rowsOf(1, 2, 0), rowsOf(1, 3, 10), rowsOf(1, 2, 20)},
+			[]int64{1, 2, 1}, Stats{Runs: 1, Requests: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &doubler{}
+			b := newBatcher(t, d, Options{MaxRows: tc.maxRows})
+			for i, a := range queue(t, b, d, tc.ins)() {
+				checkDoubled(t, tc.ins[i], a)
+			}
+			if got := d.rowsPerRun(); !slices.Equal(got, tc.rowsPerRun) {
+				t.Errorf("rows per run %v, want %v", got, tc.rowsPerRun)
+			}
+			if got := b.Stats(); got != tc.merged {
+				t.Errorf("stats %+v, want %+v", got, tc.merged)
+			}
+		})
 	}
 }
 
@@ -178,32 +208,6 @@ func TestAFreeSlotRunsAtOnceAndAlone(t *testing.T) {
 	}
 	if got := d.rowsPerRun(); !slices.Equal(got, []int64{2, 2, 2}) {
 		t.Errorf("rows per run %v, want three single runs", got)
-	}
-}
-
-func TestMaxRowsSplitsTheQueue(t *testing.T) {
-	d := &doubler{}
-	b := newBatcher(t, d, Options{MaxRows: 4})
-	ins := []map[string]*understudy.Tensor{rowsOf(2, 2, 0), rowsOf(2, 2, 10), rowsOf(3, 2, 20), rowsOf(1, 2, 30), rowsOf(5, 2, 40)}
-	for i, a := range queue(t, b, d, ins)() {
-		checkDoubled(t, ins[i], a)
-	}
-	// Oldest first, each run taking every later request that still fits:
-	// 2+2, then 3+1, then the 5-row request, over the limit, alone.
-	if got, want := d.rowsPerRun(), []int64{1, 4, 4, 5}; !slices.Equal(got, want) {
-		t.Errorf("rows per run %v, want %v", got, want)
-	}
-}
-
-func TestDifferentRowShapesAreNotStacked(t *testing.T) {
-	d := &doubler{}
-	b := newBatcher(t, d, Options{MaxRows: 16})
-	ins := []map[string]*understudy.Tensor{rowsOf(1, 2, 0), rowsOf(1, 3, 10), rowsOf(1, 2, 20)}
-	for i, a := range queue(t, b, d, ins)() {
-		checkDoubled(t, ins[i], a)
-	}
-	if got, want := d.rowsPerRun(), []int64{1, 2, 1}; !slices.Equal(got, want) {
-		t.Errorf("rows per run %v, want %v: width 2 together, width 3 alone", got, want)
 	}
 }
 
@@ -264,7 +268,7 @@ func TestAWaitingRequestCanGiveUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	gaveUp := make(chan error, 1)
 	go func() { _, err := b.Run(ctx, rowsOf(1, 2, 1)); gaveUp <- err }()
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 1 })
+	waitPending(t, b, 1)
 	cancel()
 	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
@@ -309,7 +313,7 @@ func TestCPUIsSharedByRows(t *testing.T) {
 				t.Error(err)
 			}
 		}()
-		waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == i+1 })
+		waitPending(t, b, i+1)
 	}
 	close(r.gate)
 	wg.Wait()
@@ -381,7 +385,7 @@ func TestAPanickingMergedRunStrandsNobody(t *testing.T) {
 	for i, in := range ins {
 		results[i] = make(chan result, 1)
 		go func() { a, p := run(in); results[i] <- result{a, p} }()
-		waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == i+1 })
+		waitPending(t, b, i+1)
 	}
 	close(d.gate)
 	panics := 0
@@ -426,9 +430,9 @@ func TestBusySlotsOnlyWhileRequestsPileUp(t *testing.T) {
 	// Two more wait behind them; the hand-over that finds them marks the
 	// batcher busy.
 	run(rowsOf(1, 2, 20))
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 1 })
+	waitPending(t, b, 1)
 	run(rowsOf(1, 2, 30))
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 2 })
+	waitPending(t, b, 2)
 	close(d.gate)
 	wg.Wait()
 	if got, want := d.rowsPerRun(), []int64{1, 1, 2}; !slices.Equal(got, want) {
@@ -439,7 +443,7 @@ func TestBusySlotsOnlyWhileRequestsPileUp(t *testing.T) {
 	run(rowsOf(1, 2, 40))
 	started(t, d)
 	run(rowsOf(1, 2, 50))
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 1 })
+	waitPending(t, b, 1)
 	close(d.gate)
 	wg.Wait()
 	if got := d.rowsPerRun()[3:]; !slices.Equal(got, []int64{1, 1}) {
