@@ -134,7 +134,7 @@ func TestAModelWithoutOneRowPerRowIsCaught(t *testing.T) {
 	lm := loadModel(t, rt, onnxbuild.DoubledRows())
 	var disabled []string
 	var mu sync.Mutex
-	b, err := batch.New(lm.Runner, lm.Signature, batch.Options{MaxRows: 8, Slots: 1, OnDisable: func(r string) {
+	b, err := batch.New(slowRunner{lm.Runner}, lm.Signature, batch.Options{MaxRows: 8, Slots: 1, OnDisable: func(r string) {
 		mu.Lock()
 		disabled = append(disabled, r)
 		mu.Unlock()
@@ -148,7 +148,7 @@ func TestAModelWithoutOneRowPerRowIsCaught(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 200 {
+			for i := range 50 {
 				v := float32(c*1000 + i)
 				in := map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{1, 3}, Data: []float32{v, v + 1, v + 2}}}
 				out, err := b.Run(context.Background(), in)
