@@ -78,6 +78,7 @@ func benchShadows(m benchModel) error {
 	rate := maxRate / 2
 	var p99a, p99b []float64
 	var la, lb loadResult
+	var roundsA, roundsB [][]time.Duration
 	// A p99 needs many samples, and on a shared VM a burst from another
 	// tenant can spoil a whole round: more, longer rounds than elsewhere.
 	for range latencyRounds {
@@ -91,6 +92,7 @@ func benchShadows(m benchModel) error {
 		}
 		p99a, p99b = append(p99a, float64(a.p(99))), append(p99b, float64(b.p(99)))
 		la.lat, lb.lat = append(la.lat, a.lat...), append(lb.lat, b.lat...)
+		roundsA, roundsB = append(roundsA, a.lat), append(roundsB, b.lat)
 	}
 	drops2, mirrored2 := shadowCounts(shadowed.url)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -99,10 +101,23 @@ func benchShadows(m benchModel) error {
 	fmt.Fprintf(tw, "p99 at %.0f req/s\t%v\t%v\t%.2f\t≤ 1.15\t\n", rate, la.p(99), lb.p(99), float64(lb.p(99))/float64(la.p(99)))
 	fmt.Fprintf(tw, "p50 at %.0f req/s\t%v\t%v\t%.2f\t\t\n", rate, la.p(50), lb.p(50), float64(lb.p(50))/float64(la.p(50)))
 	tw.Flush()
+	lo, hi := quantileRatioInterval(roundsA, roundsB, 0.99)
+	fmt.Printf("p99 ratio 95%% interval, rounds resampled: %.2f–%.2f, so the ≤ 1.15 target is %s by this run\n", lo, hi, verdict(lo, hi, 1.15))
 	fmt.Printf("(median of per-round p99 ratios: %.2f)\n", median(ratios(p99b, p99a)))
 	fmt.Printf("shadow drop rate: %.1f%% at maximum load (%d dropped, %d run), %.1f%% at the fixed rate\n\n",
 		pct(drops, drops+mirrored), drops, mirrored, pct(drops2-drops, drops2-drops+mirrored2-mirrored))
 	return nil
+}
+
+// verdict says whether an interval lies wholly within an upper target.
+func verdict(lo, hi, target float64) string {
+	switch {
+	case hi <= target:
+		return "met"
+	case lo > target:
+		return "missed"
+	}
+	return "neither met nor missed"
 }
 
 // latencyRounds is how many alternating rounds the fixed-rate latency
