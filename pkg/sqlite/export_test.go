@@ -17,3 +17,6 @@ func (db *DB) StallShadowThread(d time.Duration) {
 	db.low.run <- &lowTask{f: func() { close(started); time.Sleep(d) }, done: make(chan struct{})}
 	<-started
 }
+
+// CheckpointTID returns the OS thread that ran the last checkpoint.
+func (db *DB) CheckpointTID() int { return int(db.checkpointTID.Load()) }

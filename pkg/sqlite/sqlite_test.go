@@ -502,6 +502,51 @@ func TestShadowResultsOnLowPriorityThread(t *testing.T) {
 	}
 }
 
+// Ensure that with a shadow-results thread, the write-ahead log is copied
+// back into the database on that thread, and often enough that it stays a
+// small fraction of the data written: SQLite's own checkpoints are off.
+func TestCheckpointsRunOnTheShadowThread(t *testing.T) {
+	db, path := openDB(t, sqlite.Options{BatchSize: 50, ShadowIdle: true, CheckpointEvery: 20 * time.Millisecond})
+	at := time.Now()
+	const rounds, each = 40, 100
+	for r := range rounds {
+		for i := range each {
+			p, s := sqlite.SamplePair(fmt.Sprint(r*each+i), at)
+			db.WritePrediction(p)
+			db.WriteShadowResult(s)
+		}
+		flush(t, db)
+		time.Sleep(25 * time.Millisecond)
+	}
+	flush(t, db)
+	st := db.Stats()
+	if st.Checkpoints < rounds/4 {
+		t.Errorf("%d checkpoints in %d rounds 25ms apart, want one about every 20ms", st.Checkpoints, rounds)
+	}
+	// A commit the thread had not started in time is run by the writer,
+	// checkpoint included; only without those must it be the thread's.
+	if tid := db.CheckpointTID(); st.ShadowCommitsTakenBack == 0 && tid != db.ShadowWriterTID() {
+		t.Errorf("the last checkpoint ran on thread %d, want the shadow-results thread %d", tid, db.ShadowWriterTID())
+	}
+	size := func(p string) int64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	// Without checkpoints the log would hold every row and outgrow the
+	// database file, which would hold none of them yet.
+	wal, main := size(path+"-wal"), size(path)
+	t.Logf("%d checkpoints; log %d bytes, database %d bytes", st.Checkpoints, wal, main)
+	if wal > main/4 {
+		t.Errorf("write-ahead log %d bytes against a database of %d: checkpoints are not keeping up", wal, main)
+	}
+	if gotP, gotS := counts(t, db); gotP != rounds*each || gotS != rounds*each {
+		t.Errorf("rows %d/%d, want %d of each", gotP, gotS, rounds*each)
+	}
+}
+
 // Ensure a shadow-results thread that cannot run, as a SCHED_IDLE thread on
 // saturated cores, never holds up the store: the writer takes its commits
 // back and every row is written while the thread is still stalled.

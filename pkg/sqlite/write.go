@@ -370,16 +370,44 @@ func (db *DB) commit(b *batch) {
 			close(f)
 		}
 	}()
-	if db.low != nil && len(b.shadows) > 0 {
-		// The primary's rows first, at the writer's priority; then the
-		// shadows' at theirs. Under contention the second part waits
-		// for spare CPU, and rows queue meanwhile instead of delaying
-		// requests.
-		db.commitRows(&batch{preds: b.preds, skips: b.skips, skipRows: b.skipRows})
-		db.low.do(func() { db.commitRows(&batch{shadows: b.shadows}) })
+	if db.low == nil {
+		db.commitRows(b)
 		return
 	}
-	db.commitRows(b)
+	// The primary's rows first, at the writer's priority; then the
+	// shadows' and the checkpoint at the thread's. Under contention that
+	// part waits for spare CPU, and rows queue meanwhile instead of
+	// delaying requests.
+	db.commitRows(&batch{preds: b.preds, skips: b.skips, skipRows: b.skipRows})
+	checkpoint := time.Since(db.lastCheckpoint) >= db.opts.CheckpointEvery
+	if checkpoint {
+		db.lastCheckpoint = time.Now()
+	}
+	if len(b.shadows) == 0 && !checkpoint {
+		return
+	}
+	db.low.do(func() {
+		db.commitRows(&batch{shadows: b.shadows})
+		if checkpoint {
+			db.checkpoint()
+		}
+	})
+}
+
+// checkpoint copies the write-ahead log into the database as far as
+// readers allow, without waiting for them, as SQLite's automatic
+// checkpoints do.
+func (db *DB) checkpoint() {
+	var busy, logFrames, done int
+	err := db.write.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &done)
+	if err == nil {
+		db.checkpoints.Add(1)
+		db.checkpointTID.Store(int64(unix.Gettid()))
+		return
+	}
+	if ok, suppressed := db.checkpointLog.allow(); ok {
+		db.log.Warn().Err(err).Int64("suppressed", suppressed).Msg("checkpoint of the write-ahead log failed; the log grows until one succeeds")
+	}
 }
 
 // commitRows writes the rows of b in one transaction and counts every row
