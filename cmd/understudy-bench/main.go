@@ -67,39 +67,35 @@ func main() {
 		fail(err)
 	}
 	fmt.Printf("understudy-bench: %d cores, GOMAXPROCS %d, ONNX Runtime %s, %v per cell\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), rt.Version(), *duration)
+	// Each section is followed by the host's steal while it ran.
+	measure := func(f func() error) {
+		m := startSteal()
+		if err := f(); err != nil {
+			fail(err)
+		}
+		m.report()
+	}
 	if section("serve") {
 		for _, m := range models {
-			if err := benchServe(rt, m); err != nil {
-				fail(err)
-			}
+			measure(func() error { return benchServe(rt, m) })
 		}
 	}
 	if section("shadow") {
 		for _, m := range models {
-			if err := benchShadows(m); err != nil {
-				fail(err)
-			}
+			measure(func() error { return benchShadows(m) })
 		}
 	}
 	if section("store") {
-		if err := benchStore(); err != nil {
-			fail(err)
-		}
+		measure(benchStore)
 	}
 	if section("lifecycle") {
-		if err := benchLifecycle(models); err != nil {
-			fail(err)
-		}
+		measure(func() error { return benchLifecycle(models) })
 	}
 	if section("report") {
-		if err := benchReport(); err != nil {
-			fail(err)
-		}
+		measure(benchReport)
 	}
 	if section("soak") && *soak > 0 {
-		if err := benchSoak(models[0]); err != nil {
-			fail(err)
-		}
+		measure(func() error { return benchSoak(models[0]) })
 	}
 }
 
