@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/understudy"
@@ -28,7 +30,7 @@ func (r *Registry) Promote(name, version string, force bool, actor string) (unde
 		return m.Ref(), understudy.Errorf(understudy.ECONFLICT, "%s@%s is already the primary", m.Name, m.Version)
 	}
 	if old != nil && !force {
-		if err := Compatible(old.Signature, m.Signature); err != nil {
+		if err := Promotable(old.Signature, m.Signature); err != nil {
 			return understudy.ModelRef{}, understudy.Errorf(understudy.ECONFLICT,
 				"%s@%s does not take the current primary's inputs, so clients would get errors: %v; add ?force=true to promote anyway", m.Name, m.Version, err)
 		}
@@ -37,6 +39,26 @@ func (r *Registry) Promote(name, version string, force bool, actor string) (unde
 		r.previous = append(r.previous, old)
 	}
 	return r.swap(m, understudy.EventPromoted, "first primary", actor), nil
+}
+
+// Promotable reports whether a model can take over every request the
+// current primary takes: what Compatible asks of a shadow, and also every
+// input the clients send now, since /predict refuses inputs a model does
+// not have. A shadow may ignore inputs; a primary may not.
+func Promotable(primary, next understudy.Signature) error {
+	var problems []string
+	if err := Compatible(primary, next); err != nil {
+		problems = append(problems, err.Error())
+	}
+	for _, in := range primary.Inputs {
+		if _, ok := next.Input(in.Name); !ok {
+			problems = append(problems, fmt.Sprintf("input %q, which clients send now, does not exist in it (it has %s)", in.Name, strings.Join(next.InputNames(), ", ")))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // Rollback restores the previous primary the same way Promote swaps.

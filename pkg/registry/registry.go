@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -126,6 +127,10 @@ type fileState struct {
 	loading bool
 	sha     string // content of the last load attempt
 	failed  *understudy.ModelInfo
+	// gone is when a scan first missed the file. It is unloaded only once
+	// it has stayed away for the settle interval: tar, rsync and many
+	// editors delete a file and create it again.
+	gone time.Time
 }
 
 // Registry is the set of models loaded from one directory.
@@ -437,10 +442,15 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 	loaded := r.find(name, info.Version)
 	r.mu.Unlock()
 	if loaded != nil {
-		// Same content as a version in memory (touched, or restored).
+		// Same content as a version in memory (touched, or restored):
+		// that version is what the file holds, and any other shadow
+		// version of the name is stale, as after a load.
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		fs.loading, fs.failed = false, nil
-		r.mu.Unlock()
+		if !r.closed && r.retireStale(loaded, actor) {
+			r.publish()
+		}
 		return
 	}
 	if prevSHA != "" && actor == "watcher" {
@@ -504,13 +514,7 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 	}
 	m.SetSettings(set)
 	r.models = append(r.models, m)
-	// An older shadow version of the same name is stale now, unless it
-	// is the primary or something to roll back to.
-	for _, old := range r.models {
-		if old != m && old.Name == name && old != r.primary && !r.inPrevious(old) {
-			r.retire(old, actor, "replaced by version "+m.Version)
-		}
-	}
+	r.retireStale(m, actor)
 	detail := fmt.Sprintf("load %.1f ms, warm-up %.1f ms", float64(info.LoadTime)/1e6, float64(info.WarmTime)/1e6)
 	r.event(understudy.EventLoaded, name, m.Version, actor, detail)
 	if r.OnModel != nil {
@@ -524,6 +528,21 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 		}
 		r.publish()
 	}
+}
+
+// retireStale unloads every other version of cur's name, except the
+// primary and versions kept to roll back to: cur is what the file holds
+// now. It reports whether it unloaded any. r.mu must be held.
+func (r *Registry) retireStale(cur *Model, actor string) bool {
+	any := false
+	// retire edits r.models; range over a copy.
+	for _, old := range slices.Clone(r.models) {
+		if old != cur && old.Name == cur.Name && old != r.primary && !r.inPrevious(old) {
+			r.retire(old, actor, "replaced by version "+cur.Version)
+			any = true
+		}
+	}
+	return any
 }
 
 func (r *Registry) inPrevious(m *Model) bool {

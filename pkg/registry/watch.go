@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -12,8 +13,9 @@ import (
 )
 
 // Watch follows the models directory until ctx is done: new and changed
-// files are loaded in the background once they have settled, and removed
-// files are unloaded (or, for the primary, kept serving from memory).
+// files are loaded in the background once they have settled, and files
+// that stay removed for the settle interval are unloaded (or, for the
+// primary, kept serving from memory).
 // fsnotify events trigger a scan at once; a periodic scan catches what
 // events miss.
 func (r *Registry) Watch(ctx context.Context) {
@@ -59,7 +61,7 @@ func (r *Registry) settling() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, fs := range r.files {
-		if fs.pending && !fs.loading {
+		if (fs.pending && !fs.loading) || !fs.gone.IsZero() {
 			return true
 		}
 	}
@@ -109,7 +111,9 @@ func (r *Registry) Scan() {
 			fs = &fileState{size: st.Size(), mtime: st.ModTime(), stable: now, pending: true}
 			r.files[name] = fs
 			r.Log.Info().Str("model", name).Msg("new model file; loading once it has settled")
+			r.fileBack(name)
 		}
+		fs.gone = time.Time{}
 		if fs.size != st.Size() || !fs.mtime.Equal(st.ModTime()) {
 			fs.size, fs.mtime, fs.stable, fs.pending = st.Size(), st.ModTime(), now, true
 		}
@@ -122,8 +126,27 @@ func (r *Registry) Scan() {
 		if seen[name] || fs.loading {
 			continue
 		}
+		if fs.gone.IsZero() {
+			fs.gone = now
+		}
+		if now.Sub(fs.gone) < r.Settle {
+			continue
+		}
 		delete(r.files, name)
 		r.removed(name)
+	}
+}
+
+// fileRemovedWarning is added to a primary whose file disappeared.
+const fileRemovedWarning = "the model file was removed; the primary keeps serving from memory until another model is promoted"
+
+// fileBack drops the removed-file warning from models of a name whose file
+// is back. r.mu must be held.
+func (r *Registry) fileBack(name string) {
+	for _, m := range r.models {
+		if m.Name == name {
+			m.info.Warnings = slices.DeleteFunc(m.info.Warnings, func(w string) bool { return w == fileRemovedWarning })
+		}
 	}
 }
 
@@ -135,10 +158,11 @@ func (r *Registry) removed(name string) {
 			continue
 		}
 		if m == r.primary {
-			warn := "the model file was removed; the primary keeps serving from memory until another model is promoted"
-			m.info.Warnings = append(m.info.Warnings, warn)
-			r.Log.Warn().Str("model", name).Str("version", m.Version).Msg(warn)
-			r.event(understudy.EventFileRemoved, name, m.Version, "watcher", warn)
+			if !slices.Contains(m.info.Warnings, fileRemovedWarning) {
+				m.info.Warnings = append(m.info.Warnings, fileRemovedWarning)
+			}
+			r.Log.Warn().Str("model", name).Str("version", m.Version).Msg(fileRemovedWarning)
+			r.event(understudy.EventFileRemoved, name, m.Version, "watcher", fileRemovedWarning)
 			continue
 		}
 		r.event(understudy.EventFileRemoved, name, m.Version, "watcher", "the model file was removed")
