@@ -564,6 +564,9 @@ func (m *Main) registerGauges() {
 	m.metrics.CounterFunc("understudy_store_shadow_commits_taken_back_total",
 		"Commits of shadow results the writer made at normal priority because the low-priority thread had not started them within 5ms: a sign of saturated cores.",
 		nil, func() float64 { return float64(m.db.Stats().ShadowCommitsTakenBack) })
+	m.metrics.CounterFunc("understudy_store_shadow_commits_raised_total",
+		"Commits of shadow results the low-priority thread had started but could not finish for lack of CPU, finished at normal priority so that the writer does not wait on it.",
+		nil, func() float64 { return float64(m.db.Stats().ShadowCommitsRaised) })
 	m.metrics.CounterFunc("understudy_store_checkpoints_total",
 		"Write-ahead log checkpoints run by the store on its low-priority thread (SQLite's own are off while that thread exists).",
 		nil, func() float64 { return float64(m.db.Stats().Checkpoints) })

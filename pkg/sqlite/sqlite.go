@@ -145,6 +145,10 @@ type Stats struct {
 	// on its own thread because the low-priority thread had not started
 	// them in time: a sign that the cores were saturated.
 	ShadowCommitsTakenBack int64
+	// ShadowCommitsRaised counts shadow-result commits the low-priority
+	// thread had started but was too starved to finish, which it then
+	// finished at the writer's priority.
+	ShadowCommitsRaised int64
 	// Checkpoints counts the write-ahead log checkpoints the store ran
 	// itself (with a shadow-results thread; SQLite's own are not counted).
 	Checkpoints int64
@@ -219,7 +223,19 @@ func Open(path string, opts Options) (*DB, error) {
 		done:          make(chan struct{}),
 		retentionDone: make(chan struct{}),
 	}
+	if opts.ShadowIdle || opts.ShadowNice > 0 {
+		low, err := startLowPriority(opts.ShadowIdle, opts.ShadowNice, opts.ShadowHandoff)
+		if err != nil {
+			db.log.Warn().Err(err).Bool("idle", opts.ShadowIdle).Int("nice", opts.ShadowNice).
+				Msg("cannot run the store's shadow-results thread at a lower priority and raise it back when the writer waits on it (needs CAP_SYS_NICE); shadow results are committed on the writer's thread")
+		} else {
+			db.low = low
+		}
+	}
 	if err := db.open(); err != nil {
+		if db.low != nil {
+			close(db.low.run)
+		}
 		if db.write != nil {
 			db.write.Close()
 		}
@@ -227,9 +243,6 @@ func Open(path string, opts Options) (*DB, error) {
 			db.read.Close()
 		}
 		return nil, fmt.Errorf("open database %q: %w", path, err)
-	}
-	if opts.ShadowIdle || opts.ShadowNice > 0 {
-		db.low = startLowPriority(opts.ShadowIdle, opts.ShadowNice, opts.ShadowHandoff, db.log)
 	}
 	go db.run()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -264,7 +277,7 @@ func (c connector) Driver() driver.Driver                        { return c.drv 
 
 func (db *DB) open() error {
 	maxPages := db.opts.MaxPageCount
-	ownCheckpoints := db.opts.ShadowIdle || db.opts.ShadowNice > 0
+	ownCheckpoints := db.low != nil
 	drv := &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 		if ownCheckpoints {
 			if _, err := c.Exec("PRAGMA wal_autocheckpoint = 0", nil); err != nil {
@@ -355,6 +368,7 @@ func (db *DB) Stats() Stats {
 	}
 	if db.low != nil {
 		s.ShadowCommitsTakenBack = db.low.takenBack.Load()
+		s.ShadowCommitsRaised = db.low.boosts.Load()
 	}
 	return s
 }
