@@ -177,6 +177,9 @@ func (v *values) data(dt DType) any {
 	return v.str
 }
 
+// maxReserve caps the elements reserved before parsing: 8 MiB for int64.
+const maxReserve = 1 << 20
+
 func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
 	t, err := NewTensor(dt, []int64{0}) // zero elements, grown by append
 	if err != nil {
@@ -184,8 +187,10 @@ func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
 	}
 	p := &parser{buf: raw, name: name, t: t, leaf: -1}
 	// Every element but the last is followed by a comma, so this is an
-	// upper bound that saves regrowing the slice.
-	p.v.reserve(dt, bytes.Count(raw, []byte{','})+1)
+	// upper bound that saves regrowing the slice. Commas inside strings
+	// count too, and nothing has checked the element type yet, so the bound
+	// is capped: past it append grows the slice as elements really arrive.
+	p.v.reserve(dt, min(bytes.Count(raw, []byte{','})+1, maxReserve))
 	if err := p.value(0); err != nil {
 		return nil, err
 	}
@@ -443,21 +448,29 @@ func (p *parser) integer(s string, dt DType) error {
 	var uv uint64
 	rangeErr := func() error {
 		if unsigned {
-			return Errorf(EINVALID, "input %q: element %s value %s is out of range for %s (0 to %d)", p.name, p.where(), s, dt, dt.uintMax())
+			return Errorf(EINVALID, "input %q: element %s value %s is out of range for %s (0 to %d)", p.name, p.where(), clipString(s), dt, dt.uintMax())
 		}
 		lo, hi := dt.intRange()
-		return Errorf(EINVALID, "input %q: element %s value %s is out of range for %s (%d to %d)", p.name, p.where(), s, dt, lo, hi)
+		return Errorf(EINVALID, "input %q: element %s value %s is out of range for %s (%d to %d)", p.name, p.where(), clipString(s), dt, lo, hi)
 	}
 	if strings.ContainsAny(s, ".eE") {
 		// Exporters often write integral values as 2.0; accept those, refuse 2.5.
 		f, err := strconv.ParseFloat(s, 64)
+		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+			// Beyond float64 (1e400) is beyond every integer type too.
+			return rangeErr()
+		}
 		if err != nil {
-			return p.syntax("invalid number " + clip([]byte(s)))
+			return p.syntax("invalid number " + clipString(s))
 		}
-		if f != math.Trunc(f) || math.IsInf(f, 0) {
-			return Errorf(EINVALID, "input %q: element %s is %s, not an integer; the input expects %s", p.name, p.where(), s, dt)
+		if f != math.Trunc(f) {
+			return Errorf(EINVALID, "input %q: element %s is %s, not an integer; the input expects %s", p.name, p.where(), clipString(s), dt)
 		}
-		if f >= 9.2e18 || f <= -9.2e18 || (unsigned && f < 0) {
+		// The bounds are powers of two, exact as float64, where the largest
+		// int64 and uint64 are not: a float64 at or above 2^63 rounds to a
+		// value that int64 cannot hold.
+		if unsigned && (f < 0 || f >= 18446744073709551616.0) ||
+			!unsigned && (f < -9223372036854775808.0 || f >= 9223372036854775808.0) {
 			return rangeErr()
 		}
 		if unsigned {
@@ -471,7 +484,7 @@ func (p *parser) integer(s string, dt DType) error {
 			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange || strings.HasPrefix(s, "-") {
 				return rangeErr()
 			}
-			return p.syntax("invalid number " + clip([]byte(s)))
+			return p.syntax("invalid number " + clipString(s))
 		}
 		uv = v
 	} else {
@@ -480,7 +493,7 @@ func (p *parser) integer(s string, dt DType) error {
 			if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
 				return rangeErr()
 			}
-			return p.syntax("invalid number " + clip([]byte(s)))
+			return p.syntax("invalid number " + clipString(s))
 		}
 		iv = v
 	}
@@ -527,6 +540,14 @@ func clip(b []byte) string {
 		return string(b[:40]) + "…"
 	}
 	return string(b)
+}
+
+// clipString is clip for a token already held as a string.
+func clipString(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }
 
 func jsonErrorText(err error) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -148,5 +149,108 @@ func TestAppendJSONString(t *testing.T) {
 		if err := json.Unmarshal(got[1:], &back); err != nil || back != s || got[0] != 'x' {
 			t.Errorf("AppendJSONString(%q) = %s; decodes to %q, %v", s, got, back, err)
 		}
+	}
+}
+
+// Ensure integers written as floats are accepted up to the real limits of
+// int64 and uint64, and that values beyond them, however far, are reported
+// as out of range rather than as malformed.
+func TestDecodeTensorIntegerLimits(t *testing.T) {
+	accept := []struct {
+		name string
+		json string
+		info understudy.TensorInfo
+		data any
+	}{
+		{"uint64 1e19", `[[1e19,0,0]]`, ti(understudy.Uint64, -1, 3), []uint64{1e19, 0, 0}},
+		{"uint64 largest float below 2^64", `[1.8446744073709550e19]`, ti(understudy.Uint64, -1), []uint64{18446744073709549568}},
+		{"int64 9.2e18", `[[9.2e18,0,0]]`, ti(understudy.Int64, -1, 3), []int64{9.2e18, 0, 0}},
+		{"int64 -2^63", `[-9.223372036854775808e18]`, ti(understudy.Int64, -1), []int64{math.MinInt64}},
+		{"uint64 negative zero", `[-0.0]`, ti(understudy.Uint64, -1), []uint64{0}},
+	}
+	for _, tt := range accept {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := understudy.DecodeTensor([]byte(tt.json), tt.info)
+			if err != nil {
+				t.Fatalf("DecodeTensor: %v", err)
+			}
+			if !reflect.DeepEqual(got.Data, tt.data) {
+				t.Errorf("data = %v, want %v", got.Data, tt.data)
+			}
+		})
+	}
+	refuse := []struct {
+		name string
+		json string
+		info understudy.TensorInfo
+	}{
+		{"uint64 2^64", `[1.8446744073709551616e19]`, ti(understudy.Uint64, -1)},
+		{"uint64 negative", `[-1e3]`, ti(understudy.Uint64, -1)},
+		{"int64 2^63", `[9.223372036854775808e18]`, ti(understudy.Int64, -1)},
+		{"int64 below -2^63", `[-9.3e18]`, ti(understudy.Int64, -1)},
+		{"int64 1e400", `[1e400]`, ti(understudy.Int64, -1)},
+		{"int64 -1e400", `[-1e400]`, ti(understudy.Int64, -1)},
+		{"uint8 1e400", `[1e400]`, ti(understudy.Uint8, -1)},
+	}
+	for _, tt := range refuse {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := understudy.DecodeTensor([]byte(tt.json), tt.info)
+			if err == nil {
+				t.Fatal("DecodeTensor succeeded, want an error")
+			}
+			if msg := understudy.ErrorMessage(err); !strings.Contains(msg, "out of range for "+tt.info.DType.String()) {
+				t.Errorf("message %q does not say out of range for %v", msg, tt.info.DType)
+			}
+		})
+	}
+}
+
+// Ensure a huge number token is clipped in error messages rather than echoed
+// back whole.
+func TestDecodeTensorClipsHugeTokens(t *testing.T) {
+	digits := "1" + strings.Repeat("0", 100000)
+	tests := []struct {
+		name string
+		json string
+		info understudy.TensorInfo
+	}{
+		{"int64 digits", `[` + digits + `]`, ti(understudy.Int64, -1)},
+		{"uint64 digits", `[` + digits + `]`, ti(understudy.Uint64, -1)},
+		{"int8 digits", `[` + digits + `]`, ti(understudy.Int8, -1)},
+		{"int32 fraction", `[` + digits + `.5]`, ti(understudy.Int32, -1)},
+		{"int64 integral float", `[` + digits + `.0]`, ti(understudy.Int64, -1)},
+		{"int64 not an integer", `[1.5` + strings.Repeat("0", 100000) + `]`, ti(understudy.Int64, -1)},
+		{"uint16 negative", `[-` + digits + `]`, ti(understudy.Uint16, -1)},
+		{"float32", `[` + digits + `]`, ti(understudy.Float32, -1)},
+		{"float16", `[` + digits + `]`, ti(understudy.Float16, -1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := understudy.DecodeTensor([]byte(tt.json), tt.info)
+			if err == nil {
+				t.Fatal("DecodeTensor succeeded, want an error")
+			}
+			if msg := understudy.ErrorMessage(err); len(msg) > 300 {
+				t.Errorf("message is %d bytes, want the token clipped: %.200s…", len(msg), msg)
+			}
+		})
+	}
+}
+
+// Ensure commas inside a string do not make the decoder reserve memory for
+// elements that are not there: a request refused for its element type must
+// not cost many times its own size.
+func TestDecodeTensorReservationBounded(t *testing.T) {
+	body := []byte(`["` + strings.Repeat(",", 8<<20) + `"]`)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := understudy.DecodeTensor(body, ti(understudy.Int64, -1))
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("DecodeTensor succeeded, want an error for a string in an int64 input")
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*uint64(len(body)) {
+		t.Errorf("decoding a %d-byte body allocated %d bytes", len(body), got)
 	}
 }
