@@ -251,9 +251,21 @@ func signature(ins, outs []ort.InputOutputInfo) (understudy.Signature, error) {
 		}
 		return understudy.TensorInfo{Name: io.Name, DType: dt, Dims: dims}, nil
 	}
+	// The binding builds rank-0 values only for the element types it maps to
+	// Go numbers: float16 (stored as uint16) and string have no scalar form.
+	// Refusing them here beats loading a model whose every run fails.
+	rankZero := func(kind string, ti understudy.TensorInfo) error {
+		if len(ti.Dims) == 0 && (ti.DType == understudy.Float16 || ti.DType == understudy.String) {
+			return fmt.Errorf("%s %q is a rank-0 %v, which the ONNX Runtime binding has no rank-0 form for; export it with shape [1] instead", kind, ti.Name, ti.DType)
+		}
+		return nil
+	}
 	for _, in := range ins {
 		ti, err := conv("input", in)
 		if err != nil {
+			return sig, err
+		}
+		if err := rankZero("input", ti); err != nil {
 			return sig, err
 		}
 		sig.Inputs = append(sig.Inputs, ti)
@@ -270,8 +282,8 @@ func signature(ins, outs []ort.InputOutputInfo) (understudy.Signature, error) {
 				}
 			}
 		}
-		if ti.DType == understudy.String && len(ti.Dims) == 0 {
-			return sig, fmt.Errorf("output %q is a rank-0 string, which Understudy cannot read back", ti.Name)
+		if err := rankZero("output", ti); err != nil {
+			return sig, err
 		}
 		sig.Outputs = append(sig.Outputs, ti)
 	}

@@ -379,3 +379,78 @@ func TestPresizedOutputsAreFresh(t *testing.T) {
 		}
 	}
 }
+
+// Ensure a model with a rank-0 input or output of any type either serves it
+// or is refused at load with a message naming the tensor: a model that loads
+// must never fail every request.
+func TestRankZeroEveryType(t *testing.T) {
+	one := map[understudy.DType]any{
+		understudy.Float32: []float32{1.5},
+		understudy.Float64: []float64{-2.25},
+		understudy.Float16: []uint16{understudy.Float32ToHalf(0.5)},
+		understudy.Int8:    []int8{-7},
+		understudy.Uint8:   []uint8{200},
+		understudy.Int16:   []int16{-300},
+		understudy.Uint16:  []uint16{60000},
+		understudy.Int32:   []int32{-70000},
+		understudy.Uint32:  []uint32{4e9},
+		understudy.Int64:   []int64{-1 << 60},
+		understudy.Uint64:  []uint64{1 << 63},
+		understudy.Bool:    []bool{true},
+		understudy.String:  []string{"é"},
+	}
+	// reshape maps x to y of another rank, so that only one side is rank 0.
+	reshape := func(dt onnxbuild.DType, in, out onnxbuild.ValueInfo, to []int64) *onnxbuild.Model {
+		shape := onnxbuild.Int64Tensor("shape", []int64{int64(len(to))}, to)
+		return &onnxbuild.Model{ProducerName: onnxbuild.Producer, Graph: onnxbuild.Graph{
+			Name:         "reshape_" + dt.String(),
+			Nodes:        []onnxbuild.Node{{Name: "r", OpType: "Reshape", Inputs: []string{"x", "shape"}, Outputs: []string{"y"}}},
+			Inputs:       []onnxbuild.ValueInfo{in},
+			Outputs:      []onnxbuild.ValueInfo{out},
+			Initializers: []onnxbuild.Tensor{shape},
+		}}
+	}
+	for dt, data := range one {
+		odt := onnxbuild.DType(dt)
+		scalar := func(name string) onnxbuild.ValueInfo {
+			return onnxbuild.ValueInfo{Name: name, DType: odt, Scalar: true}
+		}
+		vector := func(name string) onnxbuild.ValueInfo {
+			return onnxbuild.ValueInfo{Name: name, DType: odt, Dims: []int64{1}}
+		}
+		models := []struct {
+			name        string
+			m           *onnxbuild.Model
+			inShape     []int64
+			outShape    []int64
+			rank0Tensor string
+		}{
+			{"input", reshape(odt, scalar("x"), vector("y"), []int64{1}), []int64{}, []int64{1}, `input "x"`},
+			{"output", reshape(odt, vector("x"), scalar("y"), []int64{}), []int64{1}, []int64{}, `output "y"`},
+		}
+		for _, tt := range models {
+			t.Run(dt.String()+"/"+tt.name, func(t *testing.T) {
+				b, err := tt.m.Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				lm, err := rt.Load(b, onnx.Options{IntraOpThreads: 1})
+				if err != nil {
+					if msg := err.Error(); !strings.Contains(msg, tt.rank0Tensor) || !strings.Contains(msg, "rank-0 "+dt.String()) {
+						t.Fatalf("load error %q does not name the rank-0 %v %s", msg, dt, tt.rank0Tensor)
+					}
+					return
+				}
+				defer lm.Runner.Close()
+				in := &understudy.Tensor{DType: dt, Shape: tt.inShape, Data: data}
+				out, err := lm.Runner.Run(context.Background(), map[string]*understudy.Tensor{"x": in})
+				if err != nil {
+					t.Fatalf("the model loaded, but every run fails: %v", err)
+				}
+				if y := out["y"]; !slices.Equal(y.Shape, tt.outShape) || !reflect.DeepEqual(y.Data, data) {
+					t.Errorf("y = shape %v data %v, want %v %v", y.Shape, y.Data, tt.outShape, data)
+				}
+			})
+		}
+	}
+}
