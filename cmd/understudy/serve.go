@@ -429,9 +429,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Addr, err)
 	}
+	// ReadTimeout is a backstop for bodies no handler reads; the handlers
+	// that read one give it a tighter deadline (httpapi.Server.BodyTimeout).
+	// net/http lifts the deadline once a body has been read, so it never
+	// cancels a long run. No WriteTimeout: it would cut long runs short.
 	m.srv = &http.Server{
 		Handler:           api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
 	m.serveErr = make(chan error, 1)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,13 @@ func contextWithID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey, id)
 }
 
-// readBody reads the whole body, mapping an oversize body to ETOOLARGE.
+// initialBodyBuffer is the most readBody allocates before the bytes arrive.
+// Content-Length is only a claim: sizing the buffer from it alone would let
+// each slow client hold --max-body of memory for one byte sent.
+const initialBodyBuffer = 64 << 10
+
+// readBody reads the whole body, mapping an oversize body to ETOOLARGE and
+// one that arrives slower than BodyTimeout to EINVALID.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	max := s.MaxBody
 	if max <= 0 {
@@ -36,24 +43,93 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if r.ContentLength > max {
 		return nil, understudy.Errorf(understudy.ETOOLARGE, "request body is %d bytes, over the limit of %d bytes (--max-body)", r.ContentLength, max)
 	}
+	timeout := s.BodyTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	// A deadline for the body only, not the server's ReadTimeout: it is
+	// lifted once the body is in, so a long run afterwards is never cut
+	// short. After a failed read it stays, so that net/http's attempt to
+	// drain the rest of the body before answering fails fast too. Writers
+	// that cannot set deadlines (tests' recorders) simply go without.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
 	lr := http.MaxBytesReader(w, r.Body, max)
 	var body []byte
 	var err error
 	if n := r.ContentLength; n > 0 {
-		// Sized once: ReadAll would grow and copy its buffer several times.
-		body = make([]byte, n)
-		_, err = io.ReadFull(lr, body)
+		body, err = readDeclared(lr, n)
 	} else {
 		body, err = io.ReadAll(lr)
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			return nil, understudy.Errorf(understudy.ETOOLARGE, "request body is over the limit of %d bytes (--max-body)", max)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			got := fmt.Sprintf("%d bytes", len(body))
+			if r.ContentLength > 0 {
+				got = fmt.Sprintf("%d of %d bytes", len(body), r.ContentLength)
+			}
+			return nil, understudy.Errorf(understudy.EINVALID, "the request body did not arrive within %v: %s came in time; send the whole body without pauses", timeout, got)
 		}
 		return nil, understudy.Errorf(understudy.EINVALID, "could not read the request body: %v", err)
 	}
+	if deadline {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	return body, nil
+}
+
+// readDeclared reads exactly n bytes, starting with a buffer of at most
+// initialBodyBuffer and doubling it, capped at n, as the bytes arrive. On
+// error it returns what was read.
+func readDeclared(r io.Reader, n int64) ([]byte, error) {
+	body := make([]byte, 0, min(n, initialBodyBuffer))
+	for int64(len(body)) < n {
+		if len(body) == cap(body) {
+			grown := make([]byte, len(body), min(2*int64(cap(body)), n))
+			copy(grown, body)
+			body = grown
+		}
+		k, err := io.ReadFull(r, body[len(body):cap(body)])
+		body = body[:len(body)+k]
+		if err != nil {
+			return body, err
+		}
+	}
+	return body, nil
+}
+
+// maxDepth bounds how deeply a request body may nest arrays and objects.
+// The decoder recurses once per level with no limit of its own, and a Go
+// stack overflow is fatal, not a panic; tensors need 32 levels at most.
+const maxDepth = 64
+
+// checkDepth refuses bodies nested deeper than maxDepth, in one pass that
+// skips over strings. It judges nothing else: malformed JSON is left to the
+// decoder to report.
+func checkDepth(body []byte, want string) error {
+	depth := 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '"':
+			for i++; i < len(body) && body[i] != '"'; i++ {
+				if body[i] == '\\' {
+					i++
+				}
+			}
+		case '[', '{':
+			depth++
+			if depth > maxDepth {
+				return understudy.Errorf(understudy.EINVALID, "malformed JSON at byte %d: arrays and objects nested deeper than %d levels; want %s", i, maxDepth, want)
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return nil
 }
 
 // decodeJSON decodes body into v, refusing unknown fields so that typos are
@@ -62,6 +138,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 func decodeJSON(body []byte, v any, want string) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return understudy.Errorf(understudy.EINVALID, "request body is empty; want %s", want)
+	}
+	if err := checkDepth(body, want); err != nil {
+		return err
 	}
 	// ZeroCopy: strings and raw messages point into body, which is never
 	// reused, instead of copying it again.
@@ -167,6 +246,12 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			s.error(w, r, understudy.Errorf(understudy.EINVALID, `"id" is %d characters; at most 128 are allowed`, len(req.ID)))
 			return
 		}
+		// The id goes back in the X-Request-Id header, where net/http
+		// would send a NUL raw and turn CR and LF into spaces.
+		if i := controlByte(req.ID); i >= 0 {
+			s.error(w, r, understudy.Errorf(understudy.EINVALID, `"id" has a control character (byte 0x%02x at %d); an id may hold printable characters only`, req.ID[i], i))
+			return
+		}
 		id = req.ID
 		w.Header()["X-Request-Id"] = []string{id}
 	}
@@ -200,8 +285,8 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			s.Log.Info().Str("request_id", id).Err(err).Msg("client went away during the run")
 			return
 		}
-		s.error(w, r, err)
 		s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Latency: latency, CPU: stats.CPU, Status: "error", Error: understudy.ErrorMessage(err), BodySize: len(body)})
+		s.error(w, r, err)
 		return
 	}
 	buf := make([]byte, 0, 256)
@@ -239,8 +324,21 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = []string{strconv.Itoa(len(buf))}
-	_, _ = w.Write(buf)
+	// Handed to the store before the client can read the answer: a label
+	// sent the moment the answer arrives must find its prediction.
 	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Outputs: outputs, Latency: latency, CPU: stats.CPU, Status: "ok", BodySize: len(body)})
+	_, _ = w.Write(buf)
+}
+
+// controlByte returns the index of the first ASCII control character (tab
+// and DEL included) in id, or -1.
+func controlByte(id string) int {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c == 0x7f {
+			return i
+		}
+	}
+	return -1
 }
 
 func (s *Server) notify(p *understudy.Prediction) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,10 @@ type Server struct {
 	Log    zerolog.Logger
 	// MaxBody caps request bodies, in bytes.
 	MaxBody int64
+	// BodyTimeout bounds how long a client may take to send a request
+	// body, so that slow clients cannot hold connections and buffers
+	// open; 0 means 30s.
+	BodyTimeout time.Duration
 	// LogPayloads adds request bodies to debug logs; off by default because
 	// inputs may be personal data.
 	LogPayloads bool
@@ -92,9 +97,10 @@ func (s *Server) Handler() http.Handler {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, understudy.Errorf(understudy.ENOTFOUND, "no route for %s %s; see GET /report, GET /models, POST /predict, GET /healthz, GET /readyz", r.Method, r.URL.Path))
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		writeJSON(w, map[string]any{"error": "method " + r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + w.Header().Get("Allow"), "code": "method_not_allowed", "request_id": RequestID(r)})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		allowed := strings.Join(allowedMethods(r, req), ", ")
+		w.Header().Set("Allow", allowed)
+		writeJSONStatus(w, http.StatusMethodNotAllowed, map[string]any{"error": "method " + req.Method + " is not allowed on " + req.URL.Path + "; allowed: " + allowed, "code": "method_not_allowed", "request_id": RequestID(req)})
 	})
 	r.Post("/predict", s.handlePredict)
 	r.Post("/feedback", s.handleFeedback)
@@ -112,6 +118,26 @@ func (s *Server) Handler() http.Handler {
 		s.Extra(r)
 	}
 	return r
+}
+
+// allMethods are the methods allowedMethods tries, in the order the Allow
+// header lists them.
+var allMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
+
+// allowedMethods lists the methods routes serves on req's path. chi keeps
+// what it learned while routing to itself, so the path is matched again.
+func allowedMethods(routes chi.Routes, req *http.Request) []string {
+	path := req.URL.RawPath
+	if path == "" {
+		path = req.URL.Path
+	}
+	var out []string
+	for _, m := range allMethods {
+		if routes.Match(chi.NewRouteContext(), m, path) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 type ctxKey int
@@ -142,8 +168,12 @@ func NewID() string {
 
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An id that could not be echoed unchanged in the response header
+		// is replaced like an over-long one, so that header and body agree;
+		// a bad header is not worth a 400 on every route. net/http has
+		// already refused control bytes other than tab.
 		id := r.Header.Get("X-Request-Id")
-		if id == "" || len(id) > 128 {
+		if id == "" || len(id) > 128 || controlByte(id) >= 0 {
 			id = NewID()
 		}
 		w.Header()["X-Request-Id"] = []string{id}
@@ -195,9 +225,9 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // are logged and replaced by a generic message.
 func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	code, status, id := s.classify(w, r, err)
+	// Whatever the handler meant to send, this is JSON.
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	writeJSON(w, map[string]string{"error": understudy.ErrorMessage(err), "code": code, "request_id": id})
+	writeJSONStatus(w, status, map[string]string{"error": understudy.ErrorMessage(err), "code": code, "request_id": id})
 }
 
 // classify looks up err's code and status in the table, and logs internal
@@ -215,9 +245,20 @@ func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (co
 	return code, status, id
 }
 
+// writeJSON writes v as indented JSON with the default status, 200.
 func writeJSON(w http.ResponseWriter, v any) {
+	writeJSONStatus(w, 0, v)
+}
+
+// writeJSONStatus writes v as indented JSON with status (0 for the default).
+// Headers are final once a status is written, so Content-Type, unless the
+// caller chose one, is set here first.
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "application/json")
+	}
+	if status != 0 {
+		w.WriteHeader(status)
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
