@@ -416,7 +416,11 @@ func Compatible(primary, shadow understudy.Signature) error {
 // a new model version, or a failure. It runs without r.mu held.
 func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 	path := filepath.Join(r.Dir, name+".onnx")
-	info := understudy.ModelInfo{Name: name, File: path, Role: understudy.RoleFailed, Size: fs.size, ModTime: fs.mtime}
+	// Scan may update the file's state meanwhile; it does so under r.mu.
+	r.mu.Lock()
+	size, mtime := fs.size, fs.mtime
+	r.mu.Unlock()
+	info := understudy.ModelInfo{Name: name, File: path, Role: understudy.RoleFailed, Size: size, ModTime: mtime}
 	fail := func(err error) {
 		info.Error = err.Error()
 		r.Log.Error().Str("model", name).Str("file", path).Err(err).Msg("model failed to load; the other models keep serving")
