@@ -98,7 +98,9 @@ func rowBody(id string, x []float32) []byte {
 func TestShadowPairsStored(t *testing.T) {
 	d := holdout(t)
 	dbPath := filepath.Join(t.TempDir(), "pairs.db")
-	m := startServerWith(t, demoDir(t), nil, "--primary", "iris-v1", "--db", dbPath)
+	// Every request must have its pair: no shedding, which on one core
+	// drops a job whenever the next request is already in flight.
+	m := startServerWith(t, demoDir(t), nil, "--primary", "iris-v1", "--db", dbPath, "--shed-when-busy=false")
 	rows := d.Holdout.X32()
 	for i, x := range rows {
 		r := testRequest(t, "POST", m.URL()+"/predict", rowBody(fmt.Sprintf("h-%d", i), x))

@@ -227,8 +227,18 @@ func describeInputs(sig *understudy.Signature) string {
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	// In flight until the primary's run is over: what follows is handing
+	// the prediction to the store and the shadows, which must not find the
+	// server busy with this very request and shed its shadow jobs.
 	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+	inFlight := true
+	ran := func() {
+		if inFlight {
+			inFlight = false
+			s.inFlight.Add(-1)
+		}
+	}
+	defer ran()
 	received := s.Now()
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -279,6 +289,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	outputs, err := m.Runner.Run(ctx, inputs)
 	latency := time.Since(start)
+	ran()
 	if err != nil {
 		if r.Context().Err() != nil {
 			// The client is gone; nobody reads the answer.
