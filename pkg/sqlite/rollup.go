@@ -314,10 +314,15 @@ func nilIfEmpty(b []byte) []byte {
 	return b
 }
 
-// trimRollups deletes the shadow rollups that end by shadowMinute and the
-// primary rollups that end by primaryMinute, in chunks like the rows. A
-// rollup that straddles the bound keeps its counts whole.
+// trimRollups deletes the rollups of every span and table that end by the
+// start of the day holding the oldest row kept, in chunks like the rows.
+// One bound for all: readers take days, hours or minutes as the window
+// suits, and a report that read a trimmed hour beside an untrimmed day
+// would contradict itself. So the rollups keep up to a day more than the
+// rows, whole.
 func (db *DB) trimRollups(ctx context.Context, shadowMinute, primaryMinute int64) (deleted int64, err error) {
+	day := rollupSpans[len(rollupSpans)-1]
+	bound := floorDiv(min(shadowMinute, primaryMinute), day) * day
 	for _, span := range rollupSpans {
 		for _, t := range []struct {
 			query string
@@ -325,13 +330,13 @@ func (db *DB) trimRollups(ctx context.Context, shadowMinute, primaryMinute int64
 		}{
 			{`DELETE FROM shadow_rollups WHERE (shadow, version, span, start, primary_model, primary_version) IN
 				(SELECT shadow, version, span, start, primary_model, primary_version FROM shadow_rollups
-				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, shadowMinute - span + 1},
+				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, bound - span + 1},
 			{`DELETE FROM confusion_rollups WHERE (shadow, version, span, start, primary_class, shadow_class) IN
 				(SELECT shadow, version, span, start, primary_class, shadow_class FROM confusion_rollups
-				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, shadowMinute - span + 1},
+				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, bound - span + 1},
 			{`DELETE FROM primary_rollups WHERE (span, start, model, version) IN
 				(SELECT span, start, model, version FROM primary_rollups
-				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, primaryMinute - span + 1},
+				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, bound - span + 1},
 		} {
 			n, err := db.deleteChunks(ctx, t.query, t.bound)
 			if deleted += n; err != nil {

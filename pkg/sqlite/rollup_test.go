@@ -522,19 +522,31 @@ func TestRetentionTrimsRollups(t *testing.T) {
 	if _, err := db.ApplyRetention(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The cutoff is 2030-05-08 12:30: the minute and hour rows of −72 h and
-	// −49 h go, with the day of −72 h; the day of −49 h (05-08) straddles.
+	// The cutoff is 2030-05-08 12:30, inside the day of −49 h: that day
+	// stays whole in every span, so that the minute, hour and day rollups
+	// still add up to the same counts; the day of −72 h goes.
 	w := db.WritePool()
 	for _, tt := range []struct {
 		span int
 		want int64
-	}{{1, 1}, {60, 1}, {1440, 2}} {
+	}{{1, 2}, {60, 2}, {1440, 2}} {
 		assertEqual(t, fmt.Sprintf("shadow rollups of span %d", tt.span),
 			queryInt(t, w, `SELECT count(*) FROM shadow_rollups WHERE span = ?`, tt.span), tt.want)
 		assertEqual(t, fmt.Sprintf("primary rollups of span %d", tt.span),
 			queryInt(t, w, `SELECT count(*) FROM primary_rollups WHERE span = ?`, tt.span), tt.want)
 		assertEqual(t, fmt.Sprintf("confusion rollups of span %d", tt.span),
 			queryInt(t, w, `SELECT count(*) FROM confusion_rollups WHERE span = ?`, tt.span), tt.want)
+	}
+	// Readers pick the span by window; every span must tell the same story.
+	for _, q := range []string{
+		`SELECT coalesce(sum(pairs), 0) FROM shadow_rollups WHERE span = ?`,
+		`SELECT coalesce(sum(n), 0) FROM confusion_rollups WHERE span = ?`,
+		`SELECT coalesce(sum(requests), 0) FROM primary_rollups WHERE span = ?`,
+	} {
+		day := queryInt(t, w, q, 1440)
+		for _, span := range []int{1, 60} {
+			assertEqual(t, fmt.Sprintf("%s, span %d against days", q, span), queryInt(t, w, q, span), day)
+		}
 	}
 }
 
