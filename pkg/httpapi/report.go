@@ -333,7 +333,9 @@ func (s *Server) handlePairs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if d > 0 {
-		f.Since = s.Now().Add(-d)
+		// From the same minute as the report's window, so that the CSV
+		// holds what the page counted.
+		f.Since = s.Now().Add(-d).Truncate(time.Minute)
 	}
 	format := v.Get("format")
 	if format != "" && format != "json" && format != "csv" {
@@ -612,7 +614,7 @@ func (s *Server) reportView(r *http.Request, rep *report.Report) reportView {
 			DiffChart:      diffChart(fmt.Sprintf("chart-diff-%d", i), "Histogram of the largest absolute output difference per pair, "+label, sr.Charts.DiffHist),
 			RatioP95:       safeRatio(sr.Latency.ShadowP95, sr.Latency.PrimaryP95),
 			AdminEnabled:   v.AdminEnabled,
-			CSVHref:        "/api/pairs?" + url.Values{"shadow": {sr.Name}, "version": {sr.Version}, "disagree": {"true"}, "window": {q.Window}, "format": {"csv"}}.Encode(),
+			CSVHref:        pairsHref(sr, q),
 		}
 		if sr.Traffic.Requests > 0 {
 			c.SampledOutRate = float64(sr.Traffic.SampledOut) / float64(sr.Traffic.Requests)

@@ -522,3 +522,27 @@ func TestReportUnconfigured(t *testing.T) {
 		t.Errorf("/ = %d to %q, want a redirect to /report", r.status, r.header.Get("Location"))
 	}
 }
+
+// Ensure the page's CSV link asks for the tolerance the page used, so that
+// the download holds the disagreements the page counted.
+func TestCSVLinkKeepsTheTolerance(t *testing.T) {
+	rs := newReportServer(t, func(s *httpapi.Server) {
+		// As report.Build does, the report carries the query it answers.
+		s.Report = func(_ context.Context, q report.Query) (*report.Report, error) {
+			rep := fixtureReport()
+			rep.Query = q
+			return rep, nil
+		}
+	})
+	r := get(t, rs.URL+"/report?tolerance=0.5")
+	if r.status != 200 {
+		t.Fatalf("status %d: %.300s", r.status, r.body)
+	}
+	m := regexp.MustCompile(`href="([^"]*)" download>download CSV`).FindStringSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("no CSV link on the page: %.300s", r.body)
+	}
+	if !strings.Contains(m[1], "tolerance=0.5") {
+		t.Errorf("CSV link %q does not carry tolerance=0.5", m[1])
+	}
+}
