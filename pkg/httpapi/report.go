@@ -616,8 +616,8 @@ func (s *Server) reportView(r *http.Request, rep *report.Report) reportView {
 			AdminEnabled:   v.AdminEnabled,
 			CSVHref:        pairsHref(sr, q),
 		}
-		if sr.Traffic.Requests > 0 {
-			c.SampledOutRate = float64(sr.Traffic.SampledOut) / float64(sr.Traffic.Requests)
+		if sr.Traffic.Offered > 0 {
+			c.SampledOutRate = float64(sr.Traffic.SampledOut) / float64(sr.Traffic.Offered)
 		}
 		if cl := sr.Classification; cl != nil && len(cl.Classes) > 0 {
 			c.Confusion = newConfusion(cl)

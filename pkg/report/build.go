@@ -195,7 +195,8 @@ func (b *builder) shadow(ctx context.Context, sm *sqlite.ShadowSummary) (*Shadow
 	sr.Traffic = Traffic{Requests: prim.Requests, Mirrored: tot.Pairs, SampledOut: sampledOut, Dropped: dropped,
 		OK: tot.OK, Errors: tot.Errors, Timeouts: tot.Timeouts}
 	t := &sr.Traffic
-	t.MirrorRate, t.DropRate = ratio(t.Mirrored, t.Requests), ratio(t.Dropped, t.Requests)
+	t.Offered = t.Mirrored + t.SampledOut + t.Dropped
+	t.MirrorRate, t.DropRate = ratio(t.Mirrored, t.Offered), ratio(t.Dropped, t.Offered)
 	t.ErrorRate, t.TimeoutRate = ratio(t.Errors, t.Mirrored), ratio(t.Timeouts, t.Mirrored)
 	t.PrimaryErrorRate = ratio(prim.Errors, prim.Requests)
 

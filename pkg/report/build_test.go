@@ -266,7 +266,8 @@ func TestBuildMatchesRawValues(t *testing.T) {
 			assertEqual(t, "OK", tr.OK, e.ok)
 			assertEqual(t, "Errors", tr.Errors, e.errors)
 			assertEqual(t, "Timeouts", tr.Timeouts, e.timeouts)
-			assertEqual(t, "MirrorRate", tr.MirrorRate, float64(e.mirrored)/float64(e.requests))
+			assertEqual(t, "Offered", tr.Offered, e.mirrored+tr.SampledOut+tr.Dropped)
+			assertEqual(t, "MirrorRate", tr.MirrorRate, float64(e.mirrored)/float64(e.mirrored+tr.SampledOut+tr.Dropped))
 			assertEqual(t, "ErrorRate", tr.ErrorRate, float64(e.errors)/float64(e.mirrored))
 			assertEqual(t, "TimeoutRate", tr.TimeoutRate, float64(e.timeouts)/float64(e.mirrored))
 			assertEqual(t, "PrimaryErrorRate", tr.PrimaryErrorRate, 2.0/40)
@@ -379,7 +380,8 @@ func checkClassifier(t *testing.T, sr *report.ShadowReport, e *expectation, th r
 	t.Helper()
 	assertEqual(t, "SampledOut", sr.Traffic.SampledOut, 0)
 	assertEqual(t, "Dropped", sr.Traffic.Dropped, 3)
-	assertEqual(t, "DropRate", sr.Traffic.DropRate, 3.0/40)
+	// Over what was offered: the runs stored and the 3 dropped.
+	assertEqual(t, "DropRate", sr.Traffic.DropRate, 3.0/float64(e.mirrored+3))
 
 	c := sr.Classification
 	if c == nil {

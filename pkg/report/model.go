@@ -101,13 +101,19 @@ type ShadowReport struct {
 // Traffic counts what happened to the requests in the window for a shadow.
 // Rates are fractions of Requests.
 type Traffic struct {
-	Requests   int64   `json:"requests"`    // primary predictions in the window
-	Mirrored   int64   `json:"mirrored"`    // shadow runs stored (ok, error or timeout)
-	SampledOut int64   `json:"sampled_out"` // not mirrored because of the sampling rate
-	Dropped    int64   `json:"dropped"`     // queue full or shutdown
-	OK         int64   `json:"ok"`
-	Errors     int64   `json:"errors"`
-	Timeouts   int64   `json:"timeouts"`
+	Requests   int64 `json:"requests"`    // primary predictions in the window
+	Mirrored   int64 `json:"mirrored"`    // shadow runs stored (ok, error or timeout)
+	SampledOut int64 `json:"sampled_out"` // not mirrored because of the sampling rate
+	Dropped    int64 `json:"dropped"`     // queue full or shutdown
+	// Offered is Mirrored + SampledOut + Dropped: the successful primary
+	// predictions this version was offered. Requests counts the whole
+	// window, including the primary's errors (never mirrored) and the time
+	// before this version was loaded, so the rates are over Offered.
+	Offered  int64 `json:"offered"`
+	OK       int64 `json:"ok"`
+	Errors   int64 `json:"errors"`
+	Timeouts int64 `json:"timeouts"`
+	// MirrorRate and DropRate are fractions of Offered.
 	MirrorRate float64 `json:"mirror_rate"`
 	DropRate   float64 `json:"drop_rate"`
 	// ErrorRate and TimeoutRate are fractions of Mirrored.
