@@ -50,9 +50,27 @@ func Open(libPath string) (*Runtime, error) {
 		if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 			return nil, fmt.Errorf("initialise onnx runtime from %s: %w", libPath, err)
 		}
+		// The official build queues a telemetry event for every failed run
+		// and resolves Microsoft's host to send them: a few KB held per
+		// failure (142 MB over 60,000 in a review), a resolver thread that
+		// can deadlock DestroyEnvironment, and error messages that quote
+		// input values leaving the machine. None of that is wanted here.
+		if err := ort.DisableTelemetry(); err != nil {
+			ort.DestroyEnvironment()
+			return nil, fmt.Errorf("disable onnx runtime telemetry: %w", err)
+		}
 	}
 	envRefs++
 	return &Runtime{libPath: libPath}, nil
+}
+
+// presizeMismatch reports whether a run failed because an output sized in
+// advance had another shape than the run computed, the one failure a run
+// with ORT-sized outputs can cure. Any other failure is the model's, and
+// running it again would only double its cost.
+func presizeMismatch(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "pre-allocated output") || strings.Contains(m, "Shape mismatch attempting to re-use buffer")
 }
 
 // Version returns the version string of the loaded ONNX Runtime library.
@@ -416,7 +434,9 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		if ins[i], err = toValue(t); err != nil {
 			return nil, fmt.Errorf("input %q: %w", info.Name, err)
 		}
-		if batch < 0 && len(t.Shape) > 0 {
+		// The batch is the first dimension of an input that declares it
+		// dynamic; a fixed first dimension says nothing about the rows.
+		if batch < 0 && len(info.Dims) > 0 && info.Dims[0] < 0 && len(t.Shape) > 0 {
 			batch = t.Shape[0]
 		}
 	}
@@ -449,7 +469,7 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		}()
 	}
 	runErr := s.run(ctx, ins, outs, ro)
-	if runErr != nil && presized && ctx.Err() == nil {
+	if runErr != nil && presized && ctx.Err() == nil && presizeMismatch(runErr) {
 		// Perhaps an output is not the size its signature suggests: run
 		// again with ORT sizing them, and stop presizing if that works.
 		if _, err := s.allocateOutputs(outs, batch, false); err != nil {
