@@ -354,3 +354,27 @@ func sha12(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])[:12]
 }
+
+// Ensure values that would crash the server or quietly disable a feature
+// are refused at start, naming the flag.
+func TestBadFlagValues(t *testing.T) {
+	for _, args := range [][]string{
+		{"--rescan", "0"},
+		{"--rescan", "-1s"},
+		{"--shadow-timeout", "0"},
+		{"--shadow-timeout", "-1s"},
+		{"--shutdown-timeout", "-1s"},
+		{"--drain-timeout", "-1s"},
+		{"--settle", "-1s"},
+		{"--shadow-sampling", "NaN"},
+		{"--max-body", "9000000000GiB"},
+	} {
+		err := NewMain().ParseFlags(args, nil)
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {
+			t.Errorf("%v: got %v, want an error naming the flag", args, err)
+		}
+	}
+	if err := NewMain().ParseFlags([]string{"--drain-timeout", "0", "--settle", "0"}, nil); err != nil {
+		t.Errorf("--drain-timeout 0 --settle 0: %v, want them allowed", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -222,7 +223,22 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
-	if c.ShadowSampling < 0 || c.ShadowSampling > 1 {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+		zero bool // 0 is allowed
+	}{
+		{"shutdown-timeout", c.ShutdownTimeout, false},
+		{"shadow-timeout", c.ShadowTimeout, false},
+		{"drain-timeout", c.DrainTimeout, true},
+		{"settle", c.Settle, true},
+		{"rescan", c.Rescan, false},
+	} {
+		if d.v < 0 || (d.v == 0 && !d.zero) {
+			return fmt.Errorf("--%s %v: want a positive duration, e.g. 5s", d.flag, d.v)
+		}
+	}
+	if c.ShadowSampling < 0 || c.ShadowSampling > 1 || math.IsNaN(c.ShadowSampling) {
 		return fmt.Errorf("--shadow-sampling %v: want a share between 0 and 1", c.ShadowSampling)
 	}
 	if c.ShadowSched != "idle" && c.ShadowSched != "nice" {
@@ -726,6 +742,9 @@ func (b *byteSize) Set(s string) error {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 {
 		return fmt.Errorf("want a positive size like 16MiB, got %q", s)
+	}
+	if n > math.MaxInt64/mult {
+		return fmt.Errorf("%q is more bytes than fit in 63 bits", s)
 	}
 	*b = byteSize(n * mult)
 	return nil
