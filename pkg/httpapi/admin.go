@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -55,7 +54,7 @@ func requireToken(token, what, enable string, s *Server) func(http.Handler) http
 // stems and can never reach outside the models directory.
 func modelName(r *http.Request) (string, error) {
 	raw := chi.URLParam(r, "name")
-	name, err := url.PathUnescape(raw)
+	name, err := pathParam(r, raw)
 	if err != nil || !understudy.ValidModelName(name) {
 		return "", understudy.Errorf(understudy.EINVALID, "invalid model name %q: a name is a file stem in the models directory, without / \\ or ..", raw)
 	}

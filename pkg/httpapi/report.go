@@ -130,7 +130,7 @@ func (s *Server) reportAuth(page bool) func(http.Handler) http.Handler {
 			if q := r.URL.Query(); page && q.Has("token") {
 				given := q.Get("token")
 				q.Del("token")
-				without := (&url.URL{Path: r.URL.Path, RawQuery: q.Encode()}).String()
+				without := (&url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: q.Encode()}).String()
 				if !s.reportTokenOK(given) {
 					s.authPage(w, r, without, "That token is not the report token.")
 					return
@@ -242,10 +242,21 @@ func clipText(s string, n int) string {
 	return string(r[:n]) + "…"
 }
 
+// pathParam decodes a path parameter once. chi matches on RawPath when the
+// path has escapes that Path cannot show (%2F), and then hands over the
+// escaped text; otherwise it hands over Path's, already decoded, which a
+// second unescape would corrupt ("%41" would become "A").
+func pathParam(r *http.Request, v string) (string, error) {
+	if r.URL.RawPath == "" {
+		return v, nil
+	}
+	return url.PathUnescape(v)
+}
+
 // requestIDParam reads the {id} path parameter.
 func requestIDParam(r *http.Request) (string, error) {
 	raw := chi.URLParam(r, "id")
-	id, err := url.PathUnescape(raw)
+	id, err := pathParam(r, raw)
 	if err != nil || id == "" || len(id) > 128 {
 		return "", understudy.Errorf(understudy.EINVALID, "request id %q: want the id of an earlier /predict request (1 to 128 characters)", clipText(raw, 40))
 	}

@@ -546,3 +546,34 @@ func TestCSVLinkKeepsTheTolerance(t *testing.T) {
 		t.Errorf("CSV link %q does not carry tolerance=0.5", m[1])
 	}
 }
+
+// Ensure a request id is decoded exactly once from the path, whatever it
+// holds: "%41" is not "A", and "a/b" and "100%" reach their own requests.
+func TestRequestIDsDecodedOnce(t *testing.T) {
+	var got []string
+	rs := newReportServer(t, func(s *httpapi.Server) {
+		s.Request = func(_ context.Context, id string) (*report.RequestDetail, error) {
+			got = append(got, id)
+			return fixtureDetail(), nil
+		}
+	})
+	for _, id := range []string{"%41", "a/b", "100%", "plain"} {
+		got = nil
+		if r := get(t, rs.URL+"/api/requests/"+url.PathEscape(id)); r.status != 200 {
+			t.Errorf("%q: status %d %.200s", id, r.status, r.body)
+			continue
+		}
+		if len(got) != 1 || got[0] != id {
+			t.Errorf("path for %q reached the store as %q", id, got)
+		}
+	}
+}
+
+// Ensure the ?token= redirect keeps an escaped slash in the path.
+func TestTokenRedirectKeepsTheEscapedPath(t *testing.T) {
+	rs := newReportServer(t, func(s *httpapi.Server) { s.ReportToken = "s3cret" })
+	r := get(t, rs.URL+"/report/requests/a%2Fb?token=s3cret")
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/report/requests/a%2Fb" {
+		t.Errorf("?token=: %d to %q, want 303 to /report/requests/a%%2Fb", r.status, r.header.Get("Location"))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/sqlite"
@@ -74,11 +75,22 @@ func WriteCSV(w io.Writer, pairs []Pair) error {
 	cw.Write([]string{"request_id", "time", "shadow", "version", "primary_model", "primary_version", "status",
 		"primary_class", "shadow_class", "agreement", "max_abs_diff", "label", "inputs", "primary_outputs", "shadow_outputs"})
 	for _, p := range pairs {
-		cw.Write([]string{p.RequestID, p.Time.UTC().Format(time.RFC3339Nano), p.Shadow, p.Version, p.PrimaryModel, p.PrimaryVersion, p.Status,
+		cw.Write([]string{cell(p.RequestID), p.Time.UTC().Format(time.RFC3339Nano), cell(p.Shadow), cell(p.Version), cell(p.PrimaryModel), cell(p.PrimaryVersion), p.Status,
 			i(p.PrimaryClass), i(p.ShadowClass), f(p.Agreement), f(p.MaxAbsDiff), f(p.Label), p.Inputs, p.PrimaryOutput, p.ShadowOutput})
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// cell keeps a client's text from running as a spreadsheet formula: Excel,
+// LibreOffice and Sheets evaluate a cell that starts with = + - @ or a tab
+// or carriage return, and a request id is whatever the client sent (OWASP's
+// CSV injection advice: prefix a quote).
+func cell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // RequestDetail is everything stored about one request, for the request
