@@ -178,6 +178,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if perr := sum.Print(stdout); perr != nil && err == nil {
 			err = perr
 		}
+		// Scripts and CI check the exit code: any request or label that
+		// failed fails the replay, after the summary says which.
+		if err == nil && (sum.FailedTotal() > 0 || sum.LabelFailed > 0 || sum.Abandoned > 0) {
+			err = fmt.Errorf("%d of %d predictions and %d labels failed or were abandoned; see the summary above", sum.FailedTotal()+sum.Abandoned, sum.Sent, sum.LabelFailed)
+		}
 	}
 	return err
 }
