@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +43,16 @@ func openDB(tb testing.TB, opts sqlite.Options) (*sqlite.DB, string) {
 		}
 	})
 	return db, path
+}
+
+// writePairs hands the store n predictions with a shadow result each, with
+// ids prefix0, prefix1…
+func writePairs(db *sqlite.DB, prefix string, n int, at time.Time) {
+	for i := range n {
+		p, s := sqlite.SamplePair(prefix+strconv.Itoa(i), at)
+		db.WritePrediction(p)
+		db.WriteShadowResult(s)
+	}
 }
 
 func flush(tb testing.TB, db *sqlite.DB) {
@@ -512,11 +523,7 @@ func TestCheckpointsRunOnTheShadowThread(t *testing.T) {
 	at := time.Now()
 	const rounds, each = 40, 100
 	for r := range rounds {
-		for i := range each {
-			p, s := sqlite.SamplePair(fmt.Sprint(r*each+i), at)
-			db.WritePrediction(p)
-			db.WriteShadowResult(s)
-		}
+		writePairs(db, fmt.Sprint(r, "-"), each, at)
 		flush(t, db)
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -585,11 +592,7 @@ func TestStarvedShadowThreadIsRaised(t *testing.T) {
 	at := time.Now()
 	var waits []time.Duration
 	for i := 0; time.Since(at) < 2*time.Second; i++ {
-		for j := range 50 {
-			p, s := sqlite.SamplePair(fmt.Sprint(i, "-", j), at)
-			db.WritePrediction(p)
-			db.WriteShadowResult(s)
-		}
+		writePairs(db, fmt.Sprint(i, "-"), 50, at)
 		start := time.Now()
 		flush(t, db)
 		waits = append(waits, time.Since(start))
@@ -619,11 +622,7 @@ func TestStalledShadowThreadHoldsNothingUp(t *testing.T) {
 	until := time.Now().Add(stall)
 	at := time.Now()
 	const n = 300
-	for i := range n {
-		p, s := sqlite.SamplePair(fmt.Sprint(i), at)
-		db.WritePrediction(p)
-		db.WriteShadowResult(s)
-	}
+	writePairs(db, "", n, at)
 	flush(t, db)
 	if time.Now().After(until) {
 		t.Fatal("the flush waited for the stalled thread")
