@@ -538,15 +538,15 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 // primary and versions kept to roll back to: cur is what the file holds
 // now. It reports whether it unloaded any. r.mu must be held.
 func (r *Registry) retireStale(cur *Model, actor string) bool {
-	any := false
+	retired := false
 	// retire edits r.models; range over a copy.
 	for _, old := range slices.Clone(r.models) {
 		if old != cur && old.Name == cur.Name && old != r.primary && !r.inPrevious(old) {
 			r.retire(old, actor, "replaced by version "+cur.Version)
-			any = true
+			retired = true
 		}
 	}
-	return any
+	return retired
 }
 
 func (r *Registry) inPrevious(m *Model) bool {
