@@ -53,7 +53,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		<-ctx.Done()
-		m.Log.Info().Msg("shutting down: finishing in-flight requests")
+		// A second signal takes the default action and ends the process at
+		// once, for when a graceful shutdown takes longer than one can wait.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		m.Log.Info().Msg("shutting down: finishing in-flight requests; signal again to exit at once")
 		return m.Close()
 	case "replay":
 		return runReplay(ctx, args[1:], stdout, stderr)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -573,4 +574,40 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("%d answered, %d shadow results + %d dropped", len(answered), results, dropped)
 	}
 	t.Logf("%d answered before shutdown, %d shadow results, %d dropped", len(answered), results, dropped)
+}
+
+// Ensure a second SIGTERM ends a graceful shutdown that is waiting on a
+// slow client, instead of leaving the operator to find the PID for kill -9.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	p := startBinary(t, demoDir(t), filepath.Join(t.TempDir(), "second.db"))
+	// A request whose body never finishes keeps its connection active, so
+	// the first shutdown waits for the body timeout (30 s).
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inputs\"")
+	time.Sleep(200 * time.Millisecond)
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		t.Fatalf("exited on the first signal with a request in flight (%v); the test needs a shutdown that waits\n%s", err, p.log.String())
+	case <-time.After(time.Second):
+	}
+	if !strings.Contains(p.log.String(), "signal again to exit at once") {
+		t.Errorf("log does not say a second signal exits: %s", p.log.String())
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+			t.Errorf("exit after the second signal: %v, want killed by SIGTERM", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still running 5 s after the second SIGTERM\n%s", p.log.String())
+	}
 }
