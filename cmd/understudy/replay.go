@@ -122,7 +122,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("--url: %w", err)
 	}
 
-	f, err := replay.ReadFile(files[0], replay.ReadOptions{LabelColumn: c.LabelColumn, InputName: c.InputName})
+	f, err := replay.ReadFile(files[0], replay.ReadOptions{LabelColumn: c.LabelColumn, InputName: c.InputName, MaxRows: c.Limit})
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,13 @@ type ReadOptions struct {
 	// InputName, for CSV, sends {"inputs": {InputName: [[…]]}} instead of
 	// the {"input": [[…]]} shorthand for single-input models.
 	InputName string
+	// MaxRows stops reading after this many usable rows, so that a short
+	// replay of a large file reads only its start; 0 reads every row.
+	MaxRows int
+}
+
+func (o ReadOptions) full(f *File) bool {
+	return o.MaxRows > 0 && len(f.Rows) >= o.MaxRows
 }
 
 func (o ReadOptions) labelColumn() string {
@@ -84,23 +91,30 @@ func (o ReadOptions) labelColumn() string {
 // ReadFile reads a CSV or JSON-lines file. The format comes from the
 // extension (.csv; .jsonl, .ndjson or .json), else from the first byte.
 func ReadFile(path string, opts ReadOptions) (*File, error) {
-	data, err := os.ReadFile(path)
+	file, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	defer file.Close()
+	// Streamed, not read whole: with MaxRows only the rows used are read.
+	br := bufio.NewReaderSize(file, 64<<10)
 	var jsonl bool
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".csv":
 	case ".jsonl", ".ndjson", ".json":
 		jsonl = true
 	default:
-		trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+		head, err := br.Peek(br.Size())
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		trimmed := bytes.TrimLeft(head, " \t\r\n\ufeff")
 		jsonl = len(trimmed) > 0 && trimmed[0] == '{'
 	}
 	if jsonl {
-		return ReadJSONL(bytes.NewReader(data), path, opts)
+		return ReadJSONL(br, path, opts)
 	}
-	return ReadCSV(bytes.NewReader(data), path, opts)
+	return ReadCSV(br, path, opts)
 }
 
 // ReadCSV reads a CSV file with a header row. Every column except the label
@@ -213,6 +227,9 @@ func ReadCSV(r io.Reader, name string, opts ReadOptions) (*File, error) {
 		}
 		row.Body = append(body, suffix...)
 		f.Rows = append(f.Rows, row)
+		if opts.full(f) {
+			break
+		}
 	}
 	return f, nil
 }
@@ -241,7 +258,7 @@ func ReadJSONL(r io.Reader, name string, opts ReadOptions) (*File, error) {
 				f.Rows = append(f.Rows, row)
 			}
 		}
-		if err != nil {
+		if err != nil || opts.full(f) {
 			break
 		}
 	}

@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"errors"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -269,5 +270,38 @@ func TestReadCSVHeaderErrors(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// failAfter yields text and then fails, as a file would whose rest is
+// unreadable: whatever is read past text errors.
+type failAfter struct{ r *strings.Reader }
+
+func (f failAfter) Read(p []byte) (int, error) {
+	if f.r.Len() == 0 {
+		return 0, errors.New("read past the rows asked for")
+	}
+	return f.r.Read(p)
+}
+
+// Ensure MaxRows stops reading once it has that many usable rows, so that
+// --limit on a large file reads only its start; bad rows before that point
+// are still reported.
+func TestReadStopsAtMaxRows(t *testing.T) {
+	csvText := "a,b,label\n1,2,0\nx,2,0\n3,4,1\n"
+	f, err := replay.ReadCSV(failAfter{strings.NewReader(csvText)}, "t.csv", replay.ReadOptions{MaxRows: 2})
+	if err != nil {
+		t.Fatalf("ReadCSV: %v", err)
+	}
+	if len(f.Rows) != 2 || f.Rows[1].Line != 4 || len(f.Bad) != 1 {
+		t.Errorf("CSV: %d rows (last on line %d), %d bad; want 2 rows, the last on line 4, and 1 bad", len(f.Rows), f.Rows[len(f.Rows)-1].Line, len(f.Bad))
+	}
+	jsonText := "{\"input\": [[1]]}\n{\"input\": [[2]]}\n"
+	f, err = replay.ReadJSONL(failAfter{strings.NewReader(jsonText)}, "t.jsonl", replay.ReadOptions{MaxRows: 2})
+	if err != nil {
+		t.Fatalf("ReadJSONL: %v", err)
+	}
+	if len(f.Rows) != 2 {
+		t.Errorf("JSON lines: %d rows, want 2", len(f.Rows))
 	}
 }
