@@ -299,7 +299,7 @@ func (s *Server) handlePairs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := r.URL.Query()
-	f := report.PairFilter{Shadow: v.Get("shadow"), Version: v.Get("version"), Limit: defaultPairsLimit}
+	f := report.PairFilter{Shadow: v.Get("shadow"), Version: v.Get("version"), Tolerance: report.DefaultTolerance, Limit: defaultPairsLimit}
 	if err := checkName("shadow", f.Shadow); err != nil {
 		s.error(w, r, err)
 		return

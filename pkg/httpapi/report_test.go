@@ -375,8 +375,14 @@ func TestPairsExport(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &body); err != nil || body.Count != 2 || len(body.Pairs) != 2 {
 		t.Errorf("json: %v %.200s", err, r.body)
 	}
-	if want := (report.PairFilter{Limit: 1000}); !reflect.DeepEqual(rs.filter, want) {
+	if want := (report.PairFilter{Tolerance: report.DefaultTolerance, Limit: 1000}); !reflect.DeepEqual(rs.filter, want) {
 		t.Errorf("default filter = %+v, want %+v", rs.filter, want)
+	}
+
+	// A tolerance of 0 is a tolerance, not a request for the default.
+	get(t, rs.URL+"/api/pairs?disagree=true&tolerance=0")
+	if want := (report.PairFilter{DisagreeOnly: true, Limit: 1000}); !reflect.DeepEqual(rs.filter, want) {
+		t.Errorf("filter with tolerance 0 = %+v, want %+v", rs.filter, want)
 	}
 }
 

@@ -27,7 +27,9 @@ type PairFilter struct {
 	// classes disagree, or, without a class output, whose max|Δ| is above
 	// Tolerance.
 	DisagreeOnly bool
-	// Tolerance is for DisagreeOnly; 0 means DefaultTolerance.
+	// Tolerance is for DisagreeOnly. 0 is a tolerance like any other: any
+	// difference at all counts; callers wanting the default pass
+	// DefaultTolerance.
 	Tolerance float64
 	// Largest orders by max|Δ|, largest first, and keeps only pairs with a
 	// float output, instead of newest first.
@@ -40,16 +42,12 @@ type PairFilter struct {
 // outputs and the label. DisagreeOnly and Largest stay fast on millions of
 // pairs: the rollups say which minutes can hold a match.
 func Pairs(ctx context.Context, db *sqlite.DB, f PairFilter) ([]Pair, error) {
-	tol := f.Tolerance
-	if tol == 0 {
-		tol = DefaultTolerance
-	}
 	order := sqlite.ByTime
 	if f.Largest {
 		order = sqlite.ByDiff
 	}
 	recs, err := db.Pairs(ctx, sqlite.PairFilter{Shadow: f.Shadow, Version: f.Version, Since: f.Since, Until: f.Until,
-		DisagreeOnly: f.DisagreeOnly, Tolerance: tol, Order: order, Limit: f.Limit})
+		DisagreeOnly: f.DisagreeOnly, Tolerance: f.Tolerance, Order: order, Limit: f.Limit})
 	if err != nil {
 		return nil, err
 	}

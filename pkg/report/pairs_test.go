@@ -23,7 +23,7 @@ func TestPairsAndCSV(t *testing.T) {
 	ctx := context.Background()
 	from := now.Add(-time.Hour).Truncate(time.Minute)
 
-	got, err := report.Pairs(ctx, db, report.PairFilter{Shadow: "s1", Since: from, Until: now, DisagreeOnly: true})
+	got, err := report.Pairs(ctx, db, report.PairFilter{Shadow: "s1", Since: from, Until: now, DisagreeOnly: true, Tolerance: report.DefaultTolerance})
 	if err != nil {
 		t.Fatalf("Pairs: %v", err)
 	}
