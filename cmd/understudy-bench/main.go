@@ -35,6 +35,8 @@ var (
 	ortLib   = flag.String("ort-lib", os.Getenv("UNDERSTUDY_ORT_LIB"), "ONNX Runtime library")
 	duration = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
 	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
+	model    = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
+	p99Time  = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
 	only     = flag.String("only", "", "comma-separated sections to run: serve,shadow,store,lifecycle,report,soak (default all)")
 
 	floorModel = flag.String("floor-model", "", "internal: run as the floor server for this model")
@@ -65,6 +67,10 @@ func main() {
 	models, err := benchModels()
 	if err != nil {
 		fail(err)
+	}
+	models = slices.DeleteFunc(models, func(m benchModel) bool { return !strings.Contains(m.name, *model) })
+	if len(models) == 0 {
+		fail(fmt.Errorf("no bench model's name contains %q", *model))
 	}
 	fmt.Printf("understudy-bench: %d cores, GOMAXPROCS %d, ONNX Runtime %s, %v per cell\n\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), rt.Version(), *duration)
 	// Each section is followed by the host's steal while it ran.
@@ -445,12 +451,7 @@ func closedLoop(url string, body []byte, c int, d time.Duration) (loadResult, er
 
 // openLoop sends requests at a fixed rate for d, measuring each latency
 // from its scheduled start so that a stalled server cannot hide queueing.
-func openLoop(url string, body []byte, rate float64, d time.Duration) (loadResult, error) {
-	lc, err := newLoadClient(url, body)
-	if err != nil {
-		return loadResult{}, err
-	}
-	defer lc.close()
+func openLoop(lc *loadClient, rate float64, d time.Duration) (loadResult, error) {
 	interval := time.Duration(float64(time.Second) / rate)
 	total := int(d / interval)
 	var mu sync.Mutex

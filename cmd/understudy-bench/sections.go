@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,23 +77,9 @@ func benchShadows(m benchModel) error {
 	drops, mirrored := shadowCounts(shadowed.url)
 	// Fixed rate at half the no-shadow maximum.
 	rate := maxRate / 2
-	var p99a, p99b []float64
-	var la, lb loadResult
-	var roundsA, roundsB [][]time.Duration
-	// A p99 needs many samples, and on a shared VM a burst from another
-	// tenant can spoil a whole round: more, longer rounds than elsewhere.
-	for range latencyRounds {
-		a, err := openLoop(plain.url+"/predict", m.body, rate, max(*duration/rounds, time.Second))
-		if err != nil {
-			return err
-		}
-		b, err := openLoop(shadowed.url+"/predict", m.body, rate, max(*duration/rounds, time.Second))
-		if err != nil {
-			return err
-		}
-		p99a, p99b = append(p99a, float64(a.p(99))), append(p99b, float64(b.p(99)))
-		la.lat, lb.lat = append(la.lat, a.lat...), append(lb.lat, b.lat...)
-		roundsA, roundsB = append(roundsA, a.lat), append(roundsB, b.lat)
+	la, lb, roundsA, roundsB, err := pairedOpenLoop(plain.url, shadowed.url, m.body, rate, *p99Time)
+	if err != nil {
+		return err
 	}
 	drops2, mirrored2 := shadowCounts(shadowed.url)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -101,9 +88,9 @@ func benchShadows(m benchModel) error {
 	fmt.Fprintf(tw, "p99 at %.0f req/s\t%v\t%v\t%.2f\t≤ 1.15\t\n", rate, la.p(99), lb.p(99), float64(lb.p(99))/float64(la.p(99)))
 	fmt.Fprintf(tw, "p50 at %.0f req/s\t%v\t%v\t%.2f\t\t\n", rate, la.p(50), lb.p(50), float64(lb.p(50))/float64(la.p(50)))
 	tw.Flush()
-	lo, hi := quantileRatioInterval(roundsA, roundsB, 0.99)
+	lo, hi := quantileRatioInterval(roundsA, roundsB, 0.99, latencyBlock)
 	fmt.Printf("p99 ratio 95%% interval, rounds resampled: %.2f–%.2f, so the ≤ 1.15 target is %s by this run\n", lo, hi, verdict(lo, hi, 1.15))
-	fmt.Printf("(median of per-round p99 ratios: %.2f)\n", median(ratios(p99b, p99a)))
+	fmt.Printf("(%d pairs of %v rounds in ABBA order, resampled in runs of %d)\n", len(roundsA), latencySlice, latencyBlock)
 	fmt.Printf("shadow drop rate: %.1f%% at maximum load (%d dropped, %d run), %.1f%% at the fixed rate\n\n",
 		pct(drops, drops+mirrored), drops, mirrored, pct(drops2-drops, drops2-drops+mirrored2-mirrored))
 	return nil
@@ -120,16 +107,82 @@ func verdict(lo, hi, target float64) string {
 	return "neither met nor missed"
 }
 
-// latencyRounds is how many alternating rounds the fixed-rate latency
-// comparison takes.
-const latencyRounds = 12
+// latencySlice is the length of one round of the fixed-rate latency
+// comparison. Host stalls on a shared VM last from milliseconds to
+// seconds; rounds this short put most of a stall's effect on both sides of
+// a pair, so that it cancels in the ratio instead of widening it.
+const latencySlice = 250 * time.Millisecond
 
-func ratios(a, b []float64) []float64 {
-	out := make([]float64, len(a))
-	for i := range a {
-		out[i] = a[i] / b[i]
+// latencyBlock is how many consecutive pairs of rounds the bootstrap
+// draws together, 4 s, so that a burst of a few seconds mostly falls
+// inside one draw instead of counting as independent evidence.
+const latencyBlock = 8
+
+// quiesce waits until the server at url has no shadow jobs or rows
+// queued, so that work left from one round does not run in the other
+// server's round: shadow work spilling into the rounds without shadows
+// would hide its own cost.
+func quiesce(url string) error {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		queued := 0.0
+		for _, m := range queueLine.FindAllStringSubmatch(string(b), -1) {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			queued += v
+		}
+		if queued == 0 {
+			return nil
+		}
 	}
-	return out
+	return fmt.Errorf("%s: queues not empty after 10 s", url)
+}
+
+var queueLine = regexp.MustCompile(`(?m)^understudy_(?:shadow|store)_queue_depth (\S+)$`)
+
+// pairedOpenLoop sends the same fixed rate to two servers in short
+// alternating rounds for d in all, A B B A, so that a host that slows or
+// speeds up steadily favours neither. Only one server has traffic or
+// queued work at a time. Each server keeps its connections across rounds.
+func pairedOpenLoop(urlA, urlB string, body []byte, rate float64, d time.Duration) (la, lb loadResult, roundsA, roundsB [][]time.Duration, err error) {
+	ca, err := newLoadClient(urlA+"/predict", body)
+	if err != nil {
+		return
+	}
+	defer ca.close()
+	cb, err := newLoadClient(urlB+"/predict", body)
+	if err != nil {
+		return
+	}
+	defer cb.close()
+	pairs := max(int(d/(2*latencySlice)), 2)
+	for i := range pairs {
+		first, second, url1, url2 := ca, cb, urlA, urlB
+		if i%2 == 1 {
+			first, second, url1, url2 = cb, ca, urlB, urlA
+		}
+		r1, err1 := openLoop(first, rate, latencySlice)
+		err3 := quiesce(url1)
+		r2, err2 := openLoop(second, rate, latencySlice)
+		err4 := quiesce(url2)
+		if err = errors.Join(err1, err2, err3, err4); err != nil {
+			return
+		}
+		a, b := r1, r2
+		if i%2 == 1 {
+			a, b = r2, r1
+		}
+		la.lat, lb.lat = append(la.lat, a.lat...), append(lb.lat, b.lat...)
+		roundsA, roundsB = append(roundsA, a.lat), append(roundsB, b.lat)
+	}
+	return
 }
 
 func pct(a, b int64) float64 {
@@ -258,11 +311,16 @@ func benchSoak(m benchModel) error {
 	defer srv.stop()
 	fmt.Printf("== memory under constant load for %v (%s, 2 shadows) ==\n", *soak, m.name)
 	const rate = 1000.0
+	lc, err := newLoadClient(srv.url+"/predict", m.body)
+	if err != nil {
+		return err
+	}
+	defer lc.close()
 	start := time.Now()
 	var at1 int64
 	for elapsed := time.Duration(0); elapsed < *soak; elapsed = time.Since(start) {
 		step := min(30*time.Second, *soak-elapsed)
-		if _, err := openLoop(srv.url+"/predict", m.body, rate, step); err != nil {
+		if _, err := openLoop(lc, rate, step); err != nil {
 			return err
 		}
 		// Each step ends once its last answer is in, a hair before 30s
