@@ -368,6 +368,7 @@ func TestBadFlagValues(t *testing.T) {
 		{"--settle", "-1s"},
 		{"--shadow-sampling", "NaN"},
 		{"--max-body", "9000000000GiB"},
+		{"--shed-at", "-1"},
 	} {
 		err := NewMain().ParseFlags(args, nil)
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) {

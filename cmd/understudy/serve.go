@@ -105,6 +105,9 @@ type Config struct {
 	// fill the cores the shadow workers leave it (UNDERSTUDY_SHED_WHEN_BUSY,
 	// default true); see shedAt.
 	ShedWhenBusy bool
+	// ShedAt is how many of the primary's requests in flight count as busy
+	// (UNDERSTUDY_SHED_AT, default 0: shedAt of the cores and workers).
+	ShedAt int
 	// ReportToken guards /report and /api/* (UNDERSTUDY_REPORT_TOKEN; empty: public).
 	ReportToken string
 	// AdminToken enables the admin endpoints (UNDERSTUDY_ADMIN_TOKEN; empty: disabled).
@@ -210,6 +213,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.Int64Var(&c.RetainRows, "retain-rows", c.RetainRows, "keep only this many newest rows per table (0 keeps all)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
 	fs.BoolVar(&c.ShedWhenBusy, "shed-when-busy", c.ShedWhenBusy, "drop shadow jobs while the primary's requests fill the cores the shadow workers leave it")
+	fs.IntVar(&c.ShedAt, "shed-at", c.ShedAt, "requests in flight at which --shed-when-busy drops shadow jobs; 0: cores minus shadow workers, at least 1")
 	fs.StringVar(&c.ReportToken, "report-token", c.ReportToken, "bearer token for /report and /api/* (empty: public); a browser may open /report?token=… once")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for promote, rollback and shadow settings (empty: disabled)")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "how long a new or changed model file must stay unchanged before it is loaded")
@@ -244,6 +248,9 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	}
 	if c.ShadowSched != "idle" && c.ShadowSched != "nice" {
 		return fmt.Errorf("--shadow-sched %q: want idle or nice", c.ShadowSched)
+	}
+	if c.ShedAt < 0 {
+		return fmt.Errorf("--shed-at %d: want 0 (cores minus shadow workers) or a number of requests", c.ShedAt)
 	}
 	if c.MaxBatch < 0 {
 		return fmt.Errorf("--max-batch %d: want 0 (off) or a number of rows", c.MaxBatch)
@@ -435,7 +442,10 @@ func (m *Main) Run(ctx context.Context) error {
 			r.Method(http.MethodGet, "/metrics", m.metrics.Handler())
 		},
 	}
-	busyAt := int64(shedAt(runtime.NumCPU(), c.ShadowWorkers))
+	busyAt := int64(c.ShedAt)
+	if busyAt == 0 {
+		busyAt = int64(shedAt(runtime.NumCPU(), c.ShadowWorkers))
+	}
 	busy := func() bool { return c.ShedWhenBusy && api.InFlight() >= busyAt }
 	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy},
 		m.reg.Shadows, m.db, m.metrics, m.Log.With().Str("component", "shadow").Logger())
