@@ -500,11 +500,12 @@ func (m *Main) serveDebug(addr string) error {
 // each worker has one, at least one. A shadow thread at idle priority gives
 // way to the primary at once, but its runs still cost the primary's tail.
 // On the 2-core VM with two shadows at half the maximum rate, the demo's
-// p99 with shadows over without was 1.32 (95% interval 1.13–1.53) and 0.82
-// (0.62–1.02) when shedding at one request per core, and 0.97 (0.81–1.18)
-// and 0.48 (0.25–0.71) when shedding at one request, which dropped 70% of
-// shadow jobs at that rate instead of 28%. The host's noise does not let
-// two runs settle it; shedding earlier can only take CPU from shadows.
+// p99 with shadows over without was 1.32 (95% interval 1.13–1.53), 0.82
+// and 0.83 in 4-minute runs when shedding at one request per core, and
+// 0.97, 0.48 and 0.80 when shedding at one request, which sheds 60–70% of
+// shadow jobs at that rate instead of 6–30%. The host's noise does not
+// settle it; shedding earlier can only take CPU from shadows, and --shed-at
+// gives the choice back.
 func shedAt(cores, workers int) int {
 	return max(1, cores-workers)
 }
