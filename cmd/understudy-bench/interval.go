@@ -142,33 +142,35 @@ func quantileRatioInterval(a, b [][]time.Duration, q float64, block int) (lo, hi
 			}
 		}
 	}
+	type draw struct{ i, size int }
+	// quantile is the q-quantile of the pairs draws picks from p.
+	quantile := func(t *tail, p []histogram, u []int64, draws []draw) time.Duration {
+		t.under = 0
+		clear(t.h[:])
+		for _, d := range draws {
+			add(t, p, u, d.i, d.size, from, to)
+		}
+		if v, ok := t.h.quantileAbove(q, t.under); ok {
+			return v
+		}
+		clear(t.h[:])
+		for _, d := range draws {
+			add(t, p, u, d.i, d.size, 0, binCount)
+		}
+		return t.h.quantile(q)
+	}
 	block = min(max(block, 1), n)
 	const reps = 2000
 	r := rand.New(rand.NewPCG(1, 2))
 	out := make([]float64, reps)
 	var sa, sb tail
+	var draws []draw
 	for k := range out {
-		type draw struct{ i, size int }
-		var draws []draw
+		draws = draws[:0]
 		for drawn := 0; drawn < n; drawn += block {
 			draws = append(draws, draw{r.IntN(n), min(block, n-drawn)})
 		}
-		quantile := func(t *tail, p []histogram, u []int64) time.Duration {
-			t.under = 0
-			clear(t.h[:])
-			for _, d := range draws {
-				add(t, p, u, d.i, d.size, from, to)
-			}
-			if v, ok := t.h.quantileAbove(q, t.under); ok {
-				return v
-			}
-			clear(t.h[:])
-			for _, d := range draws {
-				add(t, p, u, d.i, d.size, 0, binCount)
-			}
-			return t.h.quantile(q)
-		}
-		out[k] = float64(quantile(&sb, pb, ub)) / float64(quantile(&sa, pa, ua))
+		out[k] = float64(quantile(&sb, pb, ub, draws)) / float64(quantile(&sa, pa, ua, draws))
 	}
 	slices.Sort(out)
 	return out[reps*25/1000], out[reps*975/1000-1]

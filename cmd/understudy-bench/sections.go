@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -77,10 +78,11 @@ func benchShadows(m benchModel) error {
 	drops, mirrored := shadowCounts(shadowed.url)
 	// Fixed rate at half the no-shadow maximum.
 	rate := maxRate / 2
-	la, lb, roundsA, roundsB, err := pairedOpenLoop(plain.url, shadowed.url, m.body, rate, *p99Time)
+	roundsA, roundsB, err := pairedOpenLoop(plain.url, shadowed.url, m.body, rate, *p99Time)
 	if err != nil {
 		return err
 	}
+	la, lb := loadResult{lat: slices.Concat(roundsA...)}, loadResult{lat: slices.Concat(roundsB...)}
 	drops2, mirrored2 := shadowCounts(shadowed.url)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "measure\tno shadows\t2 shadows\tratio\ttarget\t")
@@ -151,7 +153,7 @@ var queueLine = regexp.MustCompile(`(?m)^understudy_(?:shadow|store)_queue_depth
 // alternating rounds for d in all, A B B A, so that a host that slows or
 // speeds up steadily favours neither. Only one server has traffic or
 // queued work at a time. Each server keeps its connections across rounds.
-func pairedOpenLoop(urlA, urlB string, body []byte, rate float64, d time.Duration) (la, lb loadResult, roundsA, roundsB [][]time.Duration, err error) {
+func pairedOpenLoop(urlA, urlB string, body []byte, rate float64, d time.Duration) (roundsA, roundsB [][]time.Duration, err error) {
 	ca, err := newLoadClient(urlA+"/predict", body)
 	if err != nil {
 		return
@@ -179,7 +181,6 @@ func pairedOpenLoop(urlA, urlB string, body []byte, rate float64, d time.Duratio
 		if i%2 == 1 {
 			a, b = r2, r1
 		}
-		la.lat, lb.lat = append(la.lat, a.lat...), append(lb.lat, b.lat...)
 		roundsA, roundsB = append(roundsA, a.lat), append(roundsB, b.lat)
 	}
 	return
