@@ -630,6 +630,40 @@ func (r *Registry) AcquirePrimary() (*understudy.ServingModel, func(), bool) {
 	return nil, nil, false
 }
 
+// Acquire implements understudy.Models: the primary when name and version
+// name it ("" matches any), else an error that says why the name cannot
+// answer: unknown (ENOTFOUND) or loaded but not serving, such as a shadow
+// or a rollback target (ECONFLICT).
+func (r *Registry) Acquire(name, version string) (*understudy.ServingModel, func(), error) {
+	for range 3 {
+		s := r.state.Load()
+		if s == nil || s.primary == nil {
+			break
+		}
+		p := s.primary
+		if (name != "" && p.Name != name) || (version != "" && p.Version != version) {
+			break
+		}
+		if p.Acquire() {
+			return &p.primary, p.Release, nil
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name == "" {
+		return nil, nil, understudy.Errorf(understudy.EUNAVAILABLE, "no primary model is loaded; add a .onnx file to the models directory or check GET /models for load errors")
+	}
+	m := r.find(name, version)
+	if m == nil {
+		return nil, nil, r.notLoaded(name, version)
+	}
+	primary := "none is loaded"
+	if r.primary != nil {
+		primary = fmt.Sprintf("the primary is %s@%s", r.primary.Name, r.primary.Version)
+	}
+	return nil, nil, understudy.Errorf(understudy.ECONFLICT, "model %s@%s is loaded as %s, not as the primary; only the primary answers inference requests, and shadows get copies of its traffic (%s)", m.Name, m.Version, m.info.Role, primary)
+}
+
 // Shadows returns the current shadows, each acquired; the caller releases them.
 func (r *Registry) Shadows() []*Model {
 	s := r.state.Load()
