@@ -23,11 +23,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/understudy-ml/understudy/pkg/grpcapi"
 	"github.com/understudy-ml/understudy/pkg/httpapi"
 	"github.com/understudy-ml/understudy/pkg/metrics"
 	"github.com/understudy-ml/understudy/pkg/onnx"
 	"github.com/understudy-ml/understudy/pkg/registry"
 	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/serving"
 	"github.com/understudy-ml/understudy/pkg/shadow"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/understudy"
@@ -49,6 +51,9 @@ const ortCacheRel = ".ort/1.30.0/libonnxruntime.so"
 type Config struct {
 	// Addr is the listen address (UNDERSTUDY_ADDR, default 127.0.0.1:8080).
 	Addr string
+	// GRPCAddr is the Open Inference Protocol gRPC listen address
+	// (UNDERSTUDY_GRPC_ADDR, default 127.0.0.1:8081; empty: no gRPC).
+	GRPCAddr string
 	// ModelsDir holds the *.onnx files (UNDERSTUDY_MODELS_DIR, default models).
 	ModelsDir string
 	// Primary is the file stem of the primary model (UNDERSTUDY_PRIMARY).
@@ -142,8 +147,11 @@ type Main struct {
 	reg       *registry.Registry
 	db        *sqlite.DB
 	mirror    *shadow.Mirror
+	serving   *serving.Service
 	metrics   *metrics.Metrics
 	srv       *http.Server
+	grpc      *grpcapi.Server
+	grpcLn    net.Listener
 	debugSrv  *http.Server
 	tuning    runtimeTuning // what Run set; Close puts it back
 	restoreGC int           // GOGC before Run
@@ -156,6 +164,7 @@ func NewMain() *Main {
 	return &Main{
 		Config: Config{
 			Addr:            "127.0.0.1:8080",
+			GRPCAddr:        "127.0.0.1:8081",
 			ModelsDir:       "models",
 			DB:              "understudy.db",
 			IntraOpThreads:  1,
@@ -188,6 +197,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("understudy serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "Open Inference Protocol v2 gRPC listen address (empty: no gRPC)")
 	fs.StringVar(&c.ModelsDir, "models-dir", c.ModelsDir, "directory of *.onnx model files")
 	fs.StringVar(&c.Primary, "primary", c.Primary, "file stem of the primary model (default: the only model, else the oldest file)")
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file")
@@ -414,14 +424,16 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { defer close(m.watchDone); m.reg.Watch(watchCtx) }()
 
 	m.metrics = metrics.New()
+	m.serving = &serving.Service{Models: m.reg, OnPredict: m.onPredict}
+	httpapi.Version = Version
 	api := &httpapi.Server{
 		Models:      m.reg,
+		Serving:     m.serving,
 		Log:         m.Log,
 		MaxBody:     int64(c.MaxBody),
 		LogPayloads: c.LogPayloads,
 		Ready:       m.reg.Ready,
 		Labels:      m.db.SetLabels,
-		OnPredict:   m.onPredict,
 		Admin:       m.reg,
 		AdminToken:  c.AdminToken,
 		Report: func(ctx context.Context, q report.Query) (*report.Report, error) {
@@ -446,7 +458,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if busyAt == 0 {
 		busyAt = int64(shedAt(runtime.NumCPU(), c.ShadowWorkers))
 	}
-	busy := func() bool { return c.ShedWhenBusy && api.InFlight() >= busyAt }
+	busy := func() bool { return c.ShedWhenBusy && m.serving.InFlight() >= busyAt }
 	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy},
 		m.reg.Shadows, m.db, m.metrics, m.Log.With().Str("component", "shadow").Logger())
 	m.registerGauges()
@@ -464,6 +476,16 @@ func (m *Main) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if c.GRPCAddr != "" {
+		if m.grpcLn, err = net.Listen("tcp", c.GRPCAddr); err != nil {
+			m.ln.Close()
+			return fmt.Errorf("--grpc-addr %s: %w", c.GRPCAddr, err)
+		}
+		m.grpc = &grpcapi.Server{Models: m.reg, Serving: m.serving, Ready: m.reg.Ready, Version: Version,
+			MaxMessage: int(c.MaxBody), Log: m.Log.With().Str("component", "grpc").Logger()}
+		m.grpc.Serve(m.grpcLn)
+		m.Log.Info().Str("addr", m.grpcLn.Addr().String()).Msg("grpc listening")
 	}
 	m.serveErr = make(chan error, 1)
 	go func() { m.serveErr <- m.srv.Serve(m.ln) }()
@@ -625,6 +647,14 @@ func (m *Main) registerGauges() {
 	})
 }
 
+// GRPCAddr returns the address gRPC listens on, or "" when it is off.
+func (m *Main) GRPCAddr() string {
+	if m.grpcLn == nil {
+		return ""
+	}
+	return m.grpcLn.Addr().String()
+}
+
 // URL returns the base URL of the running server.
 func (m *Main) URL() string {
 	if m.ln == nil {
@@ -647,6 +677,10 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 		m.srv = nil
+	}
+	if m.grpc != nil {
+		m.grpc.Stop(ctx)
+		m.grpc = nil
 	}
 	if m.debugSrv != nil {
 		m.debugSrv.Close()
