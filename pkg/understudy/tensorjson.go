@@ -107,6 +107,15 @@ func CheckTensor(t *Tensor, info TensorInfo) error {
 	return checkShape(t.Shape, info)
 }
 
+// checkNUL refuses a string with a NUL byte: ONNX Runtime's string tensors
+// take C strings, so the model would silently see the value cut short.
+func checkNUL(name, where, s string) error {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return Errorf(EINVALID, "input %q: element %s has a NUL byte at %d; string tensors end at NUL, so the model would see it cut short", name, where, i)
+	}
+	return nil
+}
+
 // CheckShape checks a client's shape against the input it is for, before
 // any data is read or allocated.
 func CheckShape(shape []int64, info TensorInfo) error { return checkShape(shape, info) }
@@ -463,6 +472,9 @@ func (p *parser) scalar() error {
 		s, err := unquote(tok)
 		if err != nil {
 			return p.syntax("invalid string " + clip(tok))
+		}
+		if err := checkNUL(p.name, p.where(), s); err != nil {
+			return err
 		}
 		p.v.str = append(p.v.str, s)
 		return nil

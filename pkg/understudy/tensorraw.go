@@ -120,6 +120,9 @@ func decodeRawStrings(raw []byte, d []string, shape []int64, name string) error 
 			return Errorf(EINVALID, "input %q: raw string %d claims %d bytes, but only %d remain", name, i, l, len(raw)-pos)
 		}
 		d[i] = string(raw[pos : pos+l])
+		if err := checkNUL(name, FormatShape([]int64{int64(i)}), d[i]); err != nil {
+			return err
+		}
 		pos += l
 	}
 	if pos != len(raw) {
@@ -217,8 +220,15 @@ func FromValues(dt DType, shape []int64, name, what string, src any) (*Tensor, e
 	if err != nil {
 		return nil, Errorf(EINVALID, "input %q: element type %v is not supported", name, dt)
 	}
+	// The same words as the JSON parser's, so that a value out of range
+	// reads alike over every transport.
 	outOfRange := func(i int, v any) error {
-		return Errorf(EINVALID, "input %q: %s element %d value %v is out of range for %v", name, what, i, v, dt)
+		where := FormatShape([]int64{int64(i)})
+		if _, unsigned := v.(uint32); unsigned {
+			return Errorf(EINVALID, "input %q: element %s value %v is out of range for %s (0 to %d)", name, where, v, dt, dt.uintMax())
+		}
+		lo, hi := dt.intRange()
+		return Errorf(EINVALID, "input %q: element %s value %v is out of range for %s (%d to %d)", name, where, v, dt, lo, hi)
 	}
 	switch s := src.(type) {
 	case []bool:
@@ -264,6 +274,9 @@ func FromValues(dt DType, shape []int64, name, what string, src any) (*Tensor, e
 		d := t.Data.([]string)
 		for i, v := range s {
 			d[i] = string(v)
+			if err := checkNUL(name, FormatShape([]int64{int64(i)}), d[i]); err != nil {
+				return nil, err
+			}
 		}
 	default:
 		return nil, Errorf(EINTERNAL, "FromValues: unsupported source %T", src)
