@@ -15,9 +15,6 @@ import (
 // neutral form. Raw contents, when present, must cover every input in
 // order, as Triton's clients send them.
 func inputs(req *pb.ModelInferRequest) ([]oip.Input, error) {
-	if len(req.Inputs) == 0 {
-		return nil, understudy.Errorf(understudy.EINVALID, "the request has no inputs; want one InferInputTensor per model input")
-	}
 	raw := req.RawInputContents
 	if len(raw) > 0 && len(raw) != len(req.Inputs) {
 		return nil, understudy.Errorf(understudy.EINVALID, "raw_input_contents has %d entries, but the request has %d inputs; give one per input, in the order of inputs", len(raw), len(req.Inputs))
@@ -27,20 +24,22 @@ func inputs(req *pb.ModelInferRequest) ([]oip.Input, error) {
 		if in.Name == "" {
 			return nil, understudy.Errorf(understudy.EINVALID, "inputs[%d] has no name", i)
 		}
-		if _, ok := in.Parameters["shared_memory_region"]; ok {
-			return nil, understudy.Errorf(understudy.EINVALID, "input %q: shared memory is not supported; send the data in the request", in.Name)
+		for k := range in.Parameters {
+			if err := oip.InputParameter(in.Name, k); err != nil {
+				return nil, err
+			}
 		}
 		o := oip.Input{Name: in.Name, Datatype: in.Datatype, Shape: in.Shape}
 		field, values, err := typed(in.Name, in.Contents)
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case len(raw) > 0 && field != "":
-			return nil, understudy.Errorf(understudy.EINVALID, "input %q: both %s and raw_input_contents are given; give its data once", in.Name, field)
-		case len(raw) > 0:
+		// Data in both forms is left for oip.DecodeInputs to refuse, in
+		// the same words as over REST.
+		if len(raw) > 0 {
 			o.Raw, o.HasRaw = raw[i], true
-		case field != "":
+		}
+		if field != "" {
 			dt, known := oip.ParseDatatype(in.Datatype)
 			want := oip.ContentsField(dt)
 			switch {

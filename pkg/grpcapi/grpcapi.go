@@ -9,6 +9,7 @@ package grpcapi
 import (
 	"context"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -58,7 +59,14 @@ const serviceName = "inference.GRPCInferenceService"
 
 // Serve serves on ln until Stop. It returns once serving has started.
 func (s *Server) Serve(ln net.Listener) {
-	opts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.recoverer, s.accessLog)}
+	opts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.recoverer, s.accessLog),
+		// Calls run on a fixed set of goroutines instead of one new one
+		// each: a call grows its stack through the ONNX Runtime's cgo call,
+		// and a new goroutine pays for copying it every time (7% of the
+		// CPU under load, in a profile of the demo model).
+		grpc.NumStreamWorkers(uint32(runtime.NumCPU())),
+	}
 	if s.MaxMessage > 0 {
 		opts = append(opts, grpc.MaxRecvMsgSize(s.MaxMessage))
 	}
@@ -235,7 +243,7 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	received := time.Now()
 	id := req.Id
 	if id != "" {
-		if err := understudy.CheckRequestID(id, "id"); err != nil {
+		if err := understudy.CheckRequestID(id, `"id"`); err != nil {
 			return nil, err
 		}
 		if p, ok := ctx.Value(idCtxKey{}).(*string); ok {
@@ -254,8 +262,8 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 			return nil, understudy.Errorf(understudy.EINVALID, "outputs[%d] has no name", i)
 		}
 		for k := range o.Parameters {
-			if k == "classification" || k == "shared_memory_region" {
-				return nil, understudy.Errorf(understudy.EINVALID, "output %q: parameter %s is not supported; request the output itself", o.Name, k)
+			if err := oip.OutputParameter(o.Name, k); err != nil {
+				return nil, err
 			}
 		}
 		requested[i] = o.Name

@@ -195,9 +195,6 @@ func splitBinary(r *http.Request, body []byte) (header, binary []byte, err error
 // oipInputs turns the request's inputs into the protocol's form, handing
 // out the binary data in order to the inputs that claim it.
 func oipInputs(in []inferInput, binary []byte) ([]oip.Input, error) {
-	if len(in) == 0 {
-		return nil, understudy.Errorf(understudy.EINVALID, `no "inputs" in the request; want %s`, inferShape)
-	}
 	out := make([]oip.Input, len(in))
 	for i := range in {
 		x := &in[i]
@@ -214,8 +211,10 @@ func oipInputs(in []inferInput, binary []byte) ([]oip.Input, error) {
 		if len(x.Data) > 0 && string(x.Data) != "null" {
 			o.JSON = x.Data
 		}
-		if _, ok := x.Parameters["shared_memory_region"]; ok {
-			return nil, understudy.Errorf(understudy.EINVALID, "input %q: shared memory is not supported; send the data in the request", x.Name)
+		for k := range x.Parameters {
+			if err := oip.InputParameter(x.Name, k); err != nil {
+				return nil, err
+			}
 		}
 		if v, ok := x.Parameters["binary_data_size"]; ok {
 			size, ok := wholeNumber(v)
@@ -271,6 +270,9 @@ func outputRequests(req *inferRequest) (outputChoice, error) {
 		}
 		c.names = append(c.names, o.Name)
 		for k, v := range o.Parameters {
+			if err := oip.OutputParameter(o.Name, k); err != nil {
+				return c, err
+			}
 			switch k {
 			case "binary_data":
 				b, isBool := v.(bool)
@@ -281,10 +283,6 @@ func outputRequests(req *inferRequest) (outputChoice, error) {
 					c.binary = map[string]bool{}
 				}
 				c.binary[o.Name] = b
-			case "classification":
-				return c, understudy.Errorf(understudy.EINVALID, "output %q: the classification extension is not supported; request the output itself", o.Name)
-			case "shared_memory_region":
-				return c, understudy.Errorf(understudy.EINVALID, "output %q: shared memory is not supported", o.Name)
 			}
 		}
 	}

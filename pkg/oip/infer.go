@@ -32,6 +32,9 @@ type Input struct {
 // domain rules as /predict. Every fault is an EINVALID error that says what
 // was expected.
 func DecodeInputs(inputs []Input, sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
+	if len(inputs) == 0 {
+		return nil, understudy.Errorf(understudy.EINVALID, "the request has no inputs; want one tensor with name, datatype, shape and data for each of the model's inputs: %s", DescribeInputs(sig))
+	}
 	out := make(map[string]*understudy.Tensor, len(inputs))
 	for i := range inputs {
 		in := &inputs[i]
@@ -99,6 +102,27 @@ func decodeInput(in *Input, info understudy.TensorInfo) (*understudy.Tensor, err
 		return nil, err
 	}
 	return t, nil
+}
+
+// InputParameter refuses the input parameters of protocol extensions the
+// server does not implement; others are ignored, as the protocol allows.
+func InputParameter(input, key string) error {
+	if key == "shared_memory_region" {
+		return understudy.Errorf(understudy.EINVALID, "input %q: shared memory is not supported; send the data in the request", input)
+	}
+	return nil
+}
+
+// OutputParameter refuses the output parameters of protocol extensions
+// the server does not implement.
+func OutputParameter(output, key string) error {
+	switch key {
+	case "classification":
+		return understudy.Errorf(understudy.EINVALID, "output %q: the classification extension is not supported; request the output itself", output)
+	case "shared_memory_region":
+		return understudy.Errorf(understudy.EINVALID, "output %q: shared memory is not supported", output)
+	}
+	return nil
 }
 
 // OutputNames returns the outputs to send back, in order: the requested

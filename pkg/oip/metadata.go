@@ -91,9 +91,9 @@ func lookup(models []understudy.ModelInfo, name, version string) (*understudy.Mo
 			chosen = m
 		}
 	}
+	slices.Sort(versions)
 	switch {
 	case chosen != nil:
-		slices.Sort(versions)
 		return chosen, versions, nil
 	case len(versions) > 0:
 		return nil, nil, understudy.Errorf(understudy.ENOTFOUND, "model %q has no version %q; its loaded versions are %s", name, version, strings.Join(versions, ", "))
