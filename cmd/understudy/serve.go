@@ -638,6 +638,15 @@ func (m *Main) registerGauges() {
 	m.metrics.CounterFunc("understudy_store_checkpoints_total",
 		"Write-ahead log checkpoints run by the store on its low-priority thread (SQLite's own are off while that thread exists).",
 		nil, func() float64 { return float64(m.db.Stats().Checkpoints) })
+	m.metrics.TrackModels(func() []metrics.Model {
+		var out []metrics.Model
+		for _, info := range m.reg.List() {
+			if info.Role == understudy.RolePrimary || info.Role == understudy.RoleShadow {
+				out = append(out, metrics.Model{Name: info.Name, Version: info.Version, Role: string(info.Role)})
+			}
+		}
+		return out
+	})
 	m.metrics.ModelsLoaded(func() map[string]int {
 		counts := map[string]int{}
 		for _, info := range m.reg.List() {
