@@ -433,6 +433,7 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxBody:     int64(c.MaxBody),
 		LogPayloads: c.LogPayloads,
 		Ready:       m.reg.Ready,
+		Degraded:    m.degraded,
 		Labels:      m.db.SetLabels,
 		Admin:       m.reg,
 		AdminToken:  c.AdminToken,
@@ -614,6 +615,15 @@ func (m *Main) onPredict(p *understudy.Prediction) {
 	if p.Status == understudy.StatusOK {
 		m.mirror.Submit(p, p.Signature.Outputs)
 	}
+}
+
+// degraded lists what is wrong while the server still serves.
+func (m *Main) degraded() []string {
+	var out []string
+	if w := m.reg.SyncWarning(); w != "" {
+		out = append(out, w)
+	}
+	return out
 }
 
 func (m *Main) registerGauges() {

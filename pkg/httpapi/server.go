@@ -37,6 +37,11 @@ type Server struct {
 	LogPayloads bool
 	// Ready reports whether a primary is loaded and warm.
 	Ready func() bool
+	// Degraded lists what is wrong while the server still serves: a store
+	// that cannot write, a replica that cannot follow the shared
+	// deployment. /readyz and /models show it; /readyz stays 200, since
+	// taking the replica out of a load balancer would not help.
+	Degraded func() []string
 	// Serving runs inference requests for every route that takes them.
 	Serving *serving.Service
 	// Labels stores ground truth sent to POST /feedback.
@@ -244,7 +249,18 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	for i, m := range models {
 		out[i] = model{m, ms(m.LoadTime), ms(m.WarmTime)}
 	}
-	writeJSON(w, map[string]any{"models": out})
+	body := map[string]any{"models": out}
+	if warnings := s.degraded(); len(warnings) > 0 {
+		body["warnings"] = warnings
+	}
+	writeJSON(w, body)
+}
+
+func (s *Server) degraded() []string {
+	if s.Degraded == nil {
+		return nil
+	}
+	return s.Degraded()
 }
 
 func ms(d time.Duration) float64 {
@@ -254,6 +270,10 @@ func ms(d time.Duration) float64 {
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if s.Ready != nil && s.Ready() {
+		if warnings := s.degraded(); len(warnings) > 0 {
+			writeJSON(w, map[string]any{"status": "degraded", "warnings": warnings})
+			return
+		}
 		writeJSON(w, map[string]string{"status": "ready"})
 		return
 	}

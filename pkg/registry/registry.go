@@ -167,6 +167,12 @@ type Registry struct {
 	// republished. It is called with the registry's lock held and must not
 	// call back into the registry.
 	OnShadows func(n int)
+	// Shared says the deployment is shared with other replicas through
+	// the store: the registry then never saves it on its own at start, so
+	// that a replica whose files differ cannot overwrite what the others
+	// serve, and it follows the persisted primary as soon as it loads
+	// (see Follow).
+	Shared bool
 
 	mu       sync.Mutex
 	models   []*Model              // loaded versions
@@ -176,6 +182,10 @@ type Registry struct {
 	settings map[string]Settings // by name
 	state    atomic.Pointer[snapshot]
 	open     sync.WaitGroup // one per session not yet closed
+	// wanted is the shared deployment being followed, and syncWarning why
+	// its primary is not the one serving here ("" when it is).
+	wanted      *understudy.Deployment
+	syncWarning string
 	loads    sync.WaitGroup // background loads
 	closed   bool
 }
@@ -217,11 +227,18 @@ func (r *Registry) event(kind, name, version, actor, detail string) {
 // deployment returns the state to persist. r.mu must be held.
 func (r *Registry) deployment() understudy.Deployment {
 	d := understudy.Deployment{Settings: map[string]understudy.ShadowSettings{}}
+	// With the content's full sha256, so that a replica follows only the
+	// very same file.
+	ref := func(m *Model) understudy.ModelRef {
+		out := m.Ref()
+		out.SHA256 = m.info.SHA256
+		return out
+	}
 	if r.primary != nil {
-		d.Primary = r.primary.Ref()
+		d.Primary = ref(r.primary)
 	}
 	for _, m := range r.previous {
-		d.Previous = append(d.Previous, m.Ref())
+		d.Previous = append(d.Previous, ref(m))
 	}
 	for name, s := range r.settings {
 		d.Settings[name] = s.persisted()
@@ -285,6 +302,12 @@ func (r *Registry) LoadDir(preferred string, persisted *understudy.Deployment) e
 		}
 	}
 	r.publish()
+	if r.Shared && persisted != nil && persisted.Primary.Name != "" {
+		want := *persisted
+		r.wanted = &want
+		r.follow("startup")
+		return nil
+	}
 	r.deployed()
 	return nil
 }
@@ -531,6 +554,8 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 			r.deployed()
 		}
 		r.publish()
+		// A shared deployment's primary whose file has just arrived.
+		r.follow(actor)
 	}
 }
 

@@ -155,6 +155,9 @@ type Event struct {
 type ModelRef struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+	// SHA256 is the file's whole digest, where a reference must name the
+	// very same content: in the persisted deployment that replicas follow.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // ShadowSettings control how a model is shadowed.
