@@ -19,8 +19,10 @@ build: ort
 run: build
 	./bin/understudy serve --models-dir models --primary iris-v1 --addr $(ADDR) --log-format console
 
+# The Go tests run with a throwaway PostgreSQL cluster (UNDERSTUDY_TEST_POSTGRES);
+# without PostgreSQL installed its tests skip, unless UNDERSTUDY_REQUIRE_POSTGRES=1.
 test: ort
-	$(GO) test -count=1 -timeout 20m ./...
+	scripts/pg-throwaway.sh -- $(GO) test -count=1 -timeout 20m ./...
 
 bench: build
 	$(GO) run ./cmd/understudy-bench
