@@ -50,12 +50,12 @@ func (r *Registry) follow(actor string) {
 	if d == nil {
 		return
 	}
-	if r.primary != nil && matches(r.primary, d.Primary) {
+	if r.primary != nil && matches(r.primary, d.Primary, d.PrimarySHA256) {
 		r.syncWarning = ""
 		r.followPrevious(d.Previous)
 		return
 	}
-	m := r.findRef(d.Primary)
+	m := r.findRef(d.Primary, d.PrimarySHA256)
 	if m == nil {
 		serving := "no primary"
 		if r.primary != nil {
@@ -88,25 +88,26 @@ func (r *Registry) follow(actor string) {
 func (r *Registry) followPrevious(refs []understudy.ModelRef) {
 	var prev []*Model
 	for _, ref := range refs {
-		if m := r.findRef(ref); m != nil && m != r.primary {
+		if m := r.findRef(ref, ""); m != nil && m != r.primary {
 			prev = append(prev, m)
 		}
 	}
 	r.previous = prev
 }
 
-// findRef finds the loaded version a reference names. r.mu must be held.
-func (r *Registry) findRef(ref understudy.ModelRef) *Model {
+// findRef finds the loaded version a reference names, with that whole
+// sha256 if one is given. r.mu must be held.
+func (r *Registry) findRef(ref understudy.ModelRef, sha string) *Model {
 	for _, m := range r.models {
-		if matches(m, ref) {
+		if matches(m, ref, sha) {
 			return m
 		}
 	}
 	return nil
 }
 
-func matches(m *Model, ref understudy.ModelRef) bool {
-	return m.Name == ref.Name && m.Version == ref.Version && (ref.SHA256 == "" || m.info.SHA256 == ref.SHA256)
+func matches(m *Model, ref understudy.ModelRef, sha string) bool {
+	return m.Name == ref.Name && m.Version == ref.Version && (sha == "" || m.info.SHA256 == sha)
 }
 
 // SyncWarning says why this replica does not serve the shared deployment's

@@ -13,12 +13,18 @@ import (
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
-// refOf names the content a fake model file holds, as a replica that
-// promoted it would persist it.
-func refOf(name, content string) understudy.ModelRef {
+// refOf names the content a fake model file holds, and gives its digest.
+func refOf(name, content string) (understudy.ModelRef, string) {
 	sum := sha256.Sum256([]byte(content))
 	h := hex.EncodeToString(sum[:])
-	return understudy.ModelRef{Name: name, Version: h[:12], SHA256: h}
+	return understudy.ModelRef{Name: name, Version: h[:12]}, h
+}
+
+// deploying is the deployment a replica that promoted name's content would
+// persist.
+func deploying(name, content string, previous ...understudy.ModelRef) understudy.Deployment {
+	ref, sha := refOf(name, content)
+	return understudy.Deployment{Primary: ref, PrimarySHA256: sha, Previous: previous}
 }
 
 // recorder counts what a registry saves and records.
@@ -48,7 +54,8 @@ func TestFollowPromotesALoadedVersion(t *testing.T) {
 	d := newFakeDir(t, 0, map[string]string{"a": "A", "b": "B"}, "a")
 	var rec recorder
 	rec.attach(d.r)
-	d.r.Follow(understudy.Deployment{Primary: refOf("b", "B"), Previous: []understudy.ModelRef{refOf("a", "A")}}, "replica sync")
+	a, _ := refOf("a", "A")
+	d.r.Follow(deploying("b", "B", a), "replica sync")
 	if p, _ := d.r.Primary(); p.Name != "b" {
 		t.Fatalf("primary %v after following b, want b", p)
 	}
@@ -70,7 +77,7 @@ func TestFollowWaitsForTheFile(t *testing.T) {
 	d := newFakeDir(t, 0, map[string]string{"a": "A"}, "a")
 	var rec recorder
 	rec.attach(d.r)
-	want := understudy.Deployment{Primary: refOf("b", "B2")}
+	want := deploying("b", "B2")
 	for range 2 {
 		d.r.Follow(want, "replica sync")
 	}
@@ -113,7 +120,7 @@ func TestSharedStartKeepsTheDeployment(t *testing.T) {
 	d.r = r
 	var rec recorder
 	rec.attach(r)
-	persisted := &understudy.Deployment{Primary: refOf("b", "B"),
+	persisted := &understudy.Deployment{Primary: deploying("b", "B").Primary,
 		Settings: map[string]understudy.ShadowSettings{"a": {Sampling: 0.25, TimeoutMS: 100}}}
 	if err := r.LoadDir("", persisted); err != nil {
 		t.Fatal(err)

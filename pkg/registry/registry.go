@@ -186,8 +186,8 @@ type Registry struct {
 	// its primary is not the one serving here ("" when it is).
 	wanted      *understudy.Deployment
 	syncWarning string
-	loads    sync.WaitGroup // background loads
-	closed   bool
+	loads       sync.WaitGroup // background loads
+	closed      bool
 }
 
 // New returns a registry for dir that loads files with load.
@@ -227,18 +227,13 @@ func (r *Registry) event(kind, name, version, actor, detail string) {
 // deployment returns the state to persist. r.mu must be held.
 func (r *Registry) deployment() understudy.Deployment {
 	d := understudy.Deployment{Settings: map[string]understudy.ShadowSettings{}}
-	// With the content's full sha256, so that a replica follows only the
-	// very same file.
-	ref := func(m *Model) understudy.ModelRef {
-		out := m.Ref()
-		out.SHA256 = m.info.SHA256
-		return out
-	}
 	if r.primary != nil {
-		d.Primary = ref(r.primary)
+		// With the content's full sha256, so that a replica follows only
+		// the very same file.
+		d.Primary, d.PrimarySHA256 = r.primary.Ref(), r.primary.info.SHA256
 	}
 	for _, m := range r.previous {
-		d.Previous = append(d.Previous, ref(m))
+		d.Previous = append(d.Previous, m.Ref())
 	}
 	for name, s := range r.settings {
 		d.Settings[name] = s.persisted()
