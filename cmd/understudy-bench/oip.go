@@ -82,7 +82,8 @@ func benchOIP(m benchModel) error {
 	}
 	tw.Flush()
 	// The load generator shares the two cores: grpc-go's client costs
-	// several times the bare HTTP/1.1 client's CPU per call, which the
+	// more CPU per call than the bare HTTP/1.1 client (1.4x at 16 clients,
+	// 2x at 1 in the first runs), which the
 	// server's rate then lacks. The server's own CPU per request is the
 	// figure that compares the protocols' cost to Understudy.
 	fmt.Println("targets: REST infer ÷ /predict ≥ 0.9; gRPC raw ÷ /predict ≥ 1.0 (the client's CPU comes out of the same two cores)")

@@ -54,7 +54,7 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBucketsRange(50e-6, 10, 20),
 		}, []string{"model", "version", "role"}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "understudy_shadow_dropped_total", Help: "Shadow jobs dropped because the queue was full or shutdown came first.",
+			Name: "understudy_shadow_dropped_total", Help: "Shadow jobs dropped: shed while the primary was busy, the queue was full, or shutdown came first.",
 		}, []string{"model", "version", "role"}),
 		sampledOut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "understudy_shadow_sampled_out_total", Help: "Requests not mirrored to a shadow because of its sampling rate.",
