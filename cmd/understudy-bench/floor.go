@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/onnx"
@@ -40,11 +43,47 @@ func floorServer(modelPath, addr string) error {
 		w.Write([]byte(`{"ok":true}`))
 	})
 	http.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {})
+	if *floorDebug != "" {
+		// On a listener and mux of their own, as the server's --debug-addr,
+		// so that the floor's own routes stay as they are.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/profile", serveProfile)
+		mux.HandleFunc("/debug/pprof/allocs", func(w http.ResponseWriter, r *http.Request) {
+			pprof.Lookup("allocs").WriteTo(w, 0)
+		})
+		ln, err := net.Listen("tcp", *floorDebug)
+		if err != nil {
+			return err
+		}
+		go http.Serve(ln, mux)
+	}
 	return http.ListenAndServe(addr, nil)
 }
 
-// startFloor runs this binary as a floor server in a process of its own.
-func startFloor(model []byte) (*server, error) {
+// serveProfile writes a CPU profile of ?seconds=N, as net/http/pprof's
+// handler does; importing that package would add its routes to the
+// default mux, which the floor server answers on. The allocations route
+// beside it is that package's too.
+func serveProfile(w http.ResponseWriter, r *http.Request) {
+	sec, err := strconv.Atoi(r.FormValue("seconds"))
+	if err != nil || sec <= 0 {
+		sec = 30
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if err := pprof.StartCPUProfile(w); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	select {
+	case <-time.After(time.Duration(sec) * time.Second):
+	case <-r.Context().Done():
+	}
+	pprof.StopCPUProfile()
+}
+
+// startFloor runs this binary as a floor server in a process of its own,
+// with extra flags such as -floor-debug-addr.
+func startFloor(model []byte, extra ...string) (*server, error) {
 	f, err := os.CreateTemp("", "floor-*.onnx")
 	if err != nil {
 		return nil, err
@@ -56,7 +95,7 @@ func startFloor(model []byte) (*server, error) {
 		return nil, err
 	}
 	exe, _ := os.Executable()
-	cmd := exec.Command(exe, "--ort-lib", *ortLib, "-floor-model", f.Name(), "-floor-addr", addr)
+	cmd := exec.Command(exe, append([]string{"--ort-lib", *ortLib, "-floor-model", f.Name(), "-floor-addr", addr}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -37,10 +37,11 @@ var (
 	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
 	model    = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
 	p99Time  = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
-	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,store,lifecycle,report,soak (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,cost,store,lifecycle,report,soak (default all)")
 
 	floorModel = flag.String("floor-model", "", "internal: run as the floor server for this model")
 	floorAddr  = flag.String("floor-addr", "", "internal: the floor server's address")
+	floorDebug = flag.String("floor-debug-addr", "", "internal: serve the floor server's CPU profile at this address")
 )
 
 // benchModel is a model under test with a request body and its raw input.
@@ -50,6 +51,7 @@ type benchModel struct {
 	body  []byte
 	input map[string]*understudy.Tensor
 	row   []float32 // the one input row of body and input
+	mlp   *onnxbuild.Dense
 }
 
 func main() {
@@ -97,6 +99,11 @@ func main() {
 			measure(func() error { return benchShadows(m) })
 		}
 	}
+	if section("cost") {
+		for _, m := range models {
+			measure(func() error { return benchCost(m) })
+		}
+	}
 	if section("store") {
 		measure(benchStore)
 	}
@@ -142,20 +149,36 @@ func benchModels() ([]benchModel, error) {
 		return nil, fmt.Errorf("the demo model: %w (run from the repository root)", err)
 	}
 	row := []float32{5.9, 3.0, 5.1, 1.8}
-	large := onnxbuild.LargeMLP()
-	largeFile, err := large.Model("large-mlp").Marshal()
-	if err != nil {
-		return nil, err
+	models := []benchModel{{name: "iris-v1 (demo)", file: demo, body: predictBody(row), input: input(row), row: row}}
+	for _, g := range []struct {
+		size string
+		d    onnxbuild.Dense
+	}{
+		{"large", onnxbuild.LargeMLP()},
+		// Serving overhead dominates the tiny model: its run is a few µs.
+		{"tiny", onnxbuild.RandomMLP(1, 16, []int{64}, 4)},
+		{"medium", onnxbuild.RandomMLP(1, 512, []int{1024, 1024}, 10)},
+	} {
+		m, err := mlpModel(g.size+" "+describe(g.d), g.d)
+		if err != nil {
+			return nil, err
+		}
+		models = append(models, m)
 	}
-	n := large.Inputs()
-	x := make([]float32, n)
+	return models, nil
+}
+
+// mlpModel is a generated MLP with one input row of values in [0, 1).
+func mlpModel(name string, d onnxbuild.Dense) (benchModel, error) {
+	file, err := d.Model(strings.Fields(name)[0] + "-mlp").Marshal()
+	if err != nil {
+		return benchModel{}, err
+	}
+	x := make([]float32, d.Inputs())
 	for i := range x {
 		x[i] = float32(i%17) / 17
 	}
-	return []benchModel{
-		{name: "iris-v1 (demo)", file: demo, body: predictBody(row), input: input(row), row: row},
-		{name: "large " + describe(large), file: largeFile, body: predictBody(x), input: input(x), row: x},
-	}, nil
+	return benchModel{name: name, file: file, body: predictBody(x), input: input(x), row: x, mlp: &d}, nil
 }
 
 func describe(d onnxbuild.Dense) string {
@@ -504,6 +527,13 @@ type server struct {
 
 // startServer runs the real binary on a fresh models directory and database.
 func startServer(files map[string][]byte, primary string, extra ...string) (*server, error) {
+	return launchServer(files, primary, false, extra...)
+}
+
+// launchServer is startServer; with logFile the server writes its output
+// to a file in its directory instead of a pipe that this process copies
+// from, for runs that log every request.
+func launchServer(files map[string][]byte, primary string, logFile bool, extra ...string) (*server, error) {
 	dir, err := os.MkdirTemp("", "understudy-bench-")
 	if err != nil {
 		return nil, err
@@ -528,6 +558,15 @@ func startServer(files map[string][]byte, primary string, extra ...string) (*ser
 	cmd := exec.Command(*binPath, args...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
+	logPath := filepath.Join(dir, "server.log")
+	if logFile {
+		f, err := os.Create(logPath)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close() // the server has its own copy
+		cmd.Stdout, cmd.Stderr = f, f
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w (run make build)", *binPath, err)
 	}
@@ -540,6 +579,10 @@ func startServer(files map[string][]byte, primary string, extra ...string) (*ser
 				return s, nil
 			}
 		}
+	}
+	if logFile {
+		b, _ := os.ReadFile(logPath)
+		log.Write(b)
 	}
 	s.stop()
 	return nil, fmt.Errorf("server not ready: %s", log.String())
