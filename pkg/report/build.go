@@ -9,6 +9,7 @@ import (
 
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/stats"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -464,7 +465,7 @@ func charts(sm *sqlite.ShadowSummary, tol float64) Charts {
 // per decade, from the first bar with pairs to the last; differences below
 // 10⁻¹² (exact matches, mostly) get a bar [0, 10⁻¹²), and those of 10¹² and
 // more one ending at the largest float64.
-func diffBins(h *sqlite.Histogram) []Bin {
+func diffBins(h *store.Histogram) []Bin {
 	bins := []Bin{}
 	if h.Total == 0 {
 		return bins

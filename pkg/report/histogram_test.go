@@ -7,6 +7,7 @@ import (
 
 	"github.com/understudy-ml/understudy/pkg/report"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
 )
 
 // Ensure that above ExactMaxPairs the report reads percentiles and the
@@ -59,10 +60,10 @@ func TestBuildHistogramPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Pairs: %v", err)
 	}
-	k := sqlite.DiffBuckets.Index(tol)
+	k := store.DiffBuckets.Index(tol)
 	var inBucket int
 	for _, p := range all {
-		if sqlite.DiffBuckets.Index(*p.MaxAbsDiff) == k {
+		if store.DiffBuckets.Index(*p.MaxAbsDiff) == k {
 			inBucket++
 		}
 	}

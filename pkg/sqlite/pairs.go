@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -154,7 +155,7 @@ type node struct {
 func (s *Snapshot) nodes(ctx context.Context, f PairFilter, span, lo, hi int64) ([]node, error) {
 	where, args := shadowWhere(f.Shadow, f.Version)
 	byStart := map[int64]*node{}
-	tolBucket := DiffBuckets.Index(f.Tolerance)
+	tolBucket := store.DiffBuckets.Index(f.Tolerance)
 	err := s.each(ctx, `SELECT start, disagree_pairs + errors + timeouts, ok - class_pairs, float_pairs, max_abs,
 			CASE WHEN ok > class_pairs THEN diff_hist END
 		FROM shadow_rollups WHERE `+where+` span = ? AND start >= ? AND start < ?`, append(args, span, lo, hi),
@@ -173,7 +174,7 @@ func (s *Snapshot) nodes(ctx context.Context, f PairFilter, span, lo, hi int64) 
 				// tolerance: at most those in its bucket and above.
 				var above int64
 				if noClass > 0 {
-					if err := decodeSparse(hist, func(i int, n int64) error {
+					if err := store.DecodeSparse(hist, func(i int, n int64) error {
 						if i >= tolBucket {
 							above += n
 						}

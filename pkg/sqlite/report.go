@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -249,11 +250,11 @@ type ShadowCounts struct {
 	CPUUS, CPURuns       int64
 	// Diff counts per-pair max|Δ| of float pairs; Latency and
 	// PrimaryLatency the two latencies (µs) of ok pairs.
-	Diff, Latency, PrimaryLatency *Histogram
+	Diff, Latency, PrimaryLatency *store.Histogram
 }
 
 func newShadowCounts() ShadowCounts {
-	return ShadowCounts{Diff: NewHistogram(DiffBuckets), Latency: NewHistogram(LatencyBuckets), PrimaryLatency: NewHistogram(LatencyBuckets)}
+	return ShadowCounts{Diff: store.NewHistogram(store.DiffBuckets), Latency: store.NewHistogram(store.LatencyBuckets), PrimaryLatency: store.NewHistogram(store.LatencyBuckets)}
 }
 
 func (c *ShadowCounts) merge(o *ShadowCounts) {

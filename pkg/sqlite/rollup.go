@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -156,12 +157,12 @@ func (ru *rollups) addShadow(r *shadowRow) {
 	minute := minuteOf(r.timeUS)
 	lat, plat, diff := -1, -1, -1
 	if r.status == understudy.StatusOK {
-		lat = LatencyBuckets.Index(float64(r.latencyUS))
+		lat = store.LatencyBuckets.Index(float64(r.latencyUS))
 		if r.primaryLatencyUS.Valid {
-			plat = LatencyBuckets.Index(float64(r.primaryLatencyUS.Int64))
+			plat = store.LatencyBuckets.Index(float64(r.primaryLatencyUS.Int64))
 		}
 		if r.maxAbsDiff.Valid {
-			diff = DiffBuckets.Index(r.maxAbsDiff.Float64)
+			diff = store.DiffBuckets.Index(r.maxAbsDiff.Float64)
 		}
 	}
 	for _, span := range rollupSpans {
@@ -262,13 +263,13 @@ func (ru *rollups) write(ctx context.Context, tx *sql.Tx, st *rollupStmts) error
 			if err != nil && err != sql.ErrNoRows {
 				return fmt.Errorf("read shadow rollup: %w", err)
 			}
-			if diff, err = mergeEncoded(diff, sparseOf(d.diffIdx)); err != nil {
+			if diff, err = store.MergeEncoded(diff, store.SparseOf(d.diffIdx)); err != nil {
 				return err
 			}
-			if lat, err = mergeEncoded(lat, sparseOf(d.latencyIdx)); err != nil {
+			if lat, err = store.MergeEncoded(lat, store.SparseOf(d.latencyIdx)); err != nil {
 				return err
 			}
-			if plat, err = mergeEncoded(plat, sparseOf(d.primaryLatencyIdx)); err != nil {
+			if plat, err = store.MergeEncoded(plat, store.SparseOf(d.primaryLatencyIdx)); err != nil {
 				return err
 			}
 			if _, err := up.ExecContext(ctx, k.shadow, k.version, k.span, k.start, k.primary, k.primaryVersion,
