@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -150,12 +151,12 @@ func (db *DB) Prediction(ctx context.Context, requestID string) (*PredictionReco
 		r.LabelTime = time.UnixMicro(labelTimeUS.Int64)
 	}
 	if inputs != nil {
-		if r.Inputs, err = DecodeTensors(inputs); err != nil {
+		if r.Inputs, err = store.DecodeTensors(inputs); err != nil {
 			return nil, fmt.Errorf("read prediction %q inputs: %w", requestID, err)
 		}
 	}
 	if outputs != nil {
-		if r.Outputs, err = DecodeTensors(outputs); err != nil {
+		if r.Outputs, err = store.DecodeTensors(outputs); err != nil {
 			return nil, fmt.Errorf("read prediction %q outputs: %w", requestID, err)
 		}
 	}
@@ -188,7 +189,7 @@ func (db *DB) ShadowResults(ctx context.Context, requestID string) ([]*understud
 		s.Latency = time.Duration(latencyUS) * time.Microsecond
 		s.Error = errText.String
 		if outputs != nil {
-			if s.Outputs, err = DecodeTensors(outputs); err != nil {
+			if s.Outputs, err = store.DecodeTensors(outputs); err != nil {
 				return nil, fmt.Errorf("read shadow result %q of %s: %w", requestID, s.Shadow, err)
 			}
 		}

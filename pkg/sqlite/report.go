@@ -610,13 +610,6 @@ func (s *Snapshot) OutputNames(ctx context.Context, shadow, version string, from
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return "", "", fmt.Errorf("read output names of %q: %w", shadow, err)
 	}
-	for _, o := range c.Outputs {
-		if class == "" && o.Kind == understudy.KindClass && o.Rows > 0 {
-			class = o.Name
-		}
-		if float == "" && o.MaxAbsDiff != nil {
-			float = o.Name
-		}
-	}
+	class, float = store.HeadlineOutputs(&c)
 	return class, float, nil
 }

@@ -5,12 +5,9 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
-	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -18,6 +15,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 	"golang.org/x/sys/unix"
 
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -72,7 +70,7 @@ func (db *DB) WritePrediction(p *understudy.Prediction) {
 }
 
 func (db *DB) predRow(p *understudy.Prediction) *predRow {
-	in := EncodeTensors(p.Inputs)
+	in := store.EncodeTensors(p.Inputs)
 	sum := sha256.Sum256(in)
 	r := &predRow{
 		id:           p.ID,
@@ -90,7 +88,7 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 		r.inputs = sql.NullString{String: bytesString(in), Valid: true}
 	}
 	if p.Outputs != nil {
-		r.outputs = sql.NullString{String: bytesString(EncodeTensors(p.Outputs)), Valid: true}
+		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(p.Outputs)), Valid: true}
 	}
 	return r
 }
@@ -139,38 +137,11 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	}
 	r.rollupClasses(c)
 	if s.Outputs != nil {
-		r.outputs = sql.NullString{String: bytesString(EncodeTensors(s.Outputs)), Valid: true}
+		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(s.Outputs)), Valid: true}
 	}
 	// A fresh buffer that nothing else holds: no copy needed.
-	r.comparison = bytesString(marshalComparison(c))
+	r.comparison = bytesString(store.MarshalComparison(c))
 	return r
-}
-
-// marshalComparison encodes c as JSON. JSON has no NaN or infinity, so a
-// comparison holding one is written with those fields left out; the REAL
-// columns still hold them.
-func marshalComparison(c *understudy.Comparison) []byte {
-	if b, err := json.Marshal(c); err == nil {
-		return b
-	}
-	finite := func(f *float64) *float64 {
-		if f == nil || math.IsNaN(*f) || math.IsInf(*f, 0) {
-			return nil
-		}
-		return f
-	}
-	cc := *c
-	cc.Agreement, cc.MaxAbsDiff, cc.MeanAbsDiff = finite(c.Agreement), finite(c.MaxAbsDiff), finite(c.MeanAbsDiff)
-	cc.Outputs = slices.Clone(c.Outputs)
-	for i := range cc.Outputs {
-		o := &cc.Outputs[i]
-		o.MaxAbsDiff, o.MeanAbsDiff = finite(o.MaxAbsDiff), finite(o.MeanAbsDiff)
-	}
-	b, err := json.Marshal(&cc)
-	if err != nil {
-		return []byte("null")
-	}
-	return b
 }
 
 // CountSkips adds sampled-out and dropped jobs of one shadow to its counters
