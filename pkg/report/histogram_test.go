@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/report"
-	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
 )
 
@@ -27,9 +26,8 @@ func TestBuildHistogramPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
-	restore := report.SetExactMaxPairs(0)
+	q.ExactMaxPairs = 1
 	hist, err := report.Build(ctx, db, q, report.DefaultThresholds, now)
-	restore()
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
@@ -56,7 +54,12 @@ func TestBuildHistogramPath(t *testing.T) {
 
 	// Only the pairs whose max|Δ| shares the tolerance's bucket can be
 	// misjudged.
-	all, err := db.Pairs(ctx, sqlite.PairFilter{Order: sqlite.ByDiff, Limit: 100000})
+	snap, err := db.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	all, err := snap.Pairs(ctx, store.PairFilter{Order: store.ByDiff, Limit: 100000})
 	if err != nil {
 		t.Fatalf("Pairs: %v", err)
 	}

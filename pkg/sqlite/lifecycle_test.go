@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -56,14 +57,14 @@ func TestEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all, err := db.Events(ctx, sqlite.EventFilter{})
+	all, err := db.Events(ctx, store.EventFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(all) != 3 || all[0].Kind != understudy.EventPromoted || all[2].Model != "a" || all[0].Detail != "replaces a@v1" || !all[0].Time.Equal(evs[2].Time) {
 		t.Errorf("events = %+v", all)
 	}
-	onlyB, _ := db.Events(ctx, sqlite.EventFilter{Model: "b", Limit: 1})
+	onlyB, _ := db.Events(ctx, store.EventFilter{Model: "b", Limit: 1})
 	if len(onlyB) != 1 || onlyB[0].Kind != understudy.EventPromoted {
 		t.Errorf("filtered = %+v", onlyB)
 	}

@@ -227,23 +227,8 @@ func (db *DB) Skips(ctx context.Context, shadow string) (sampledOut, dropped int
 	return sampledOut, dropped, nil
 }
 
-// ModelRecord is one model version as the store has seen it.
-type ModelRecord struct {
-	Name      string
-	Version   string
-	SHA256    string
-	File      string
-	Size      int64
-	Signature *understudy.Signature
-	Metadata  *understudy.Metadata
-	FirstSeen time.Time
-	LastSeen  time.Time
-	// MemoryBytes is the resident memory its load added; 0 if unknown.
-	MemoryBytes int64
-}
-
-// Models returns every recorded model version, by name and first sighting.
-func (db *DB) Models(ctx context.Context) ([]ModelRecord, error) {
+// Models implements store.Reader.
+func (db *DB) Models(ctx context.Context) ([]store.ModelRecord, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT name, version, sha256, file, size, signature, metadata, first_seen_us, last_seen_us,
 			coalesce(memory_bytes, 0)
 		FROM models ORDER BY name, first_seen_us, version`)
@@ -251,10 +236,10 @@ func (db *DB) Models(ctx context.Context) ([]ModelRecord, error) {
 		return nil, fmt.Errorf("read models: %w", err)
 	}
 	defer rows.Close()
-	var out []ModelRecord
+	var out []store.ModelRecord
 	for rows.Next() {
 		var (
-			m           ModelRecord
+			m           store.ModelRecord
 			sig, meta   []byte
 			first, last int64
 		)

@@ -129,8 +129,8 @@ func randomComparison(rng *rand.Rand, classifier bool, i int) understudy.Compari
 
 // recount sums the runs of a shadow in [from, to) (zero: open) the way the
 // rollups should, from the values handed to the store.
-func (g *generated) recount(shadow string, from, to time.Time) (sqlite.ShadowCounts, map[[2]int64]int64) {
-	c := sqlite.ShadowCounts{Diff: store.NewHistogram(store.DiffBuckets), Latency: store.NewHistogram(store.LatencyBuckets),
+func (g *generated) recount(shadow string, from, to time.Time) (store.ShadowCounts, map[[2]int64]int64) {
+	c := store.ShadowCounts{Diff: store.NewHistogram(store.DiffBuckets), Latency: store.NewHistogram(store.LatencyBuckets),
 		PrimaryLatency: store.NewHistogram(store.LatencyBuckets)}
 	cells := map[[2]int64]int64{}
 	for _, r := range g.runs {
@@ -197,7 +197,7 @@ func assertEqual[T comparable](tb testing.TB, name string, got, want T) {
 	}
 }
 
-func assertCounts(t *testing.T, got, want *sqlite.ShadowCounts) {
+func assertCounts(t *testing.T, got, want *store.ShadowCounts) {
 	t.Helper()
 	for _, f := range []struct {
 		name      string
@@ -253,7 +253,7 @@ func testRollupsMatchRaw(t *testing.T, opts sqlite.Options) {
 	start := time.Date(2030, 5, 1, 17, 23, 11, 0, time.UTC)
 	g := generate(t, db, 3000, start)
 	ctx := context.Background()
-	s, err := db.BeginRead(ctx)
+	s, err := db.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,13 +272,13 @@ func testRollupsMatchRaw(t *testing.T, opts sqlite.Options) {
 		for _, step := range []time.Duration{0, time.Minute, 15 * time.Minute, time.Hour, 6 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour} {
 			name := fmt.Sprintf("[%s, %s) step %v", w.from.Format("02 15:04"), w.to.Format("02 15:04"), step)
 			t.Run(name, func(t *testing.T) {
-				sums, err := s.ShadowSummaries(ctx, sqlite.RollupFilter{From: w.from, To: w.to, Step: step})
+				sums, err := s.ShadowSummaries(ctx, store.RollupFilter{From: w.from, To: w.to, Step: step})
 				if err != nil {
 					t.Fatal(err)
 				}
 				for _, shadow := range []string{"a", "b"} {
 					want, cells := g.recount(shadow, w.from, w.to)
-					i := slices.IndexFunc(sums, func(s sqlite.ShadowSummary) bool { return s.Shadow == shadow })
+					i := slices.IndexFunc(sums, func(s store.ShadowSummary) bool { return s.Shadow == shadow })
 					if want.Pairs == 0 {
 						if i >= 0 {
 							t.Errorf("%s: a summary for an empty window", shadow)
@@ -312,7 +312,7 @@ func testRollupsMatchRaw(t *testing.T, opts sqlite.Options) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := map[string]sqlite.PrimaryCounts{}
+				want := map[string]store.PrimaryCounts{}
 				for _, p := range g.preds {
 					if (!w.from.IsZero() && p.Time.Before(w.from)) || (!w.to.IsZero() && !p.Time.Before(w.to)) {
 						continue
@@ -329,7 +329,7 @@ func testRollupsMatchRaw(t *testing.T, opts sqlite.Options) {
 					}
 					want[p.Version] = c
 				}
-				gotPrims := map[string]sqlite.PrimaryCounts{}
+				gotPrims := map[string]store.PrimaryCounts{}
 				for _, p := range prims {
 					gotPrims[p.Version] = p
 				}
@@ -389,7 +389,7 @@ func TestPairsSearch(t *testing.T) {
 							want = append(want, r.Shadow+"/"+r.RequestID)
 						}
 					}
-					got, err := db.Pairs(ctx, sqlite.PairFilter{Shadow: shadow, Since: w.from, Until: w.to, DisagreeOnly: true, Tolerance: tol, Limit: limit})
+					got, err := pairs(ctx, db, store.PairFilter{Shadow: shadow, Since: w.from, Until: w.to, DisagreeOnly: true, Tolerance: tol, Limit: limit})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -404,7 +404,7 @@ func TestPairsSearch(t *testing.T) {
 						}
 					}
 					slices.SortFunc(diffs, func(a, b float64) int { return -cmpFloat(a, b) })
-					got, err = db.Pairs(ctx, sqlite.PairFilter{Shadow: shadow, Since: w.from, Until: w.to, Order: sqlite.ByDiff, Limit: limit})
+					got, err = pairs(ctx, db, store.PairFilter{Shadow: shadow, Since: w.from, Until: w.to, Order: store.ByDiff, Limit: limit})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -419,6 +419,16 @@ func TestPairsSearch(t *testing.T) {
 	}
 }
 
+// pairs reads the pairs f selects through a snapshot of their own.
+func pairs(ctx context.Context, db *sqlite.DB, f store.PairFilter) ([]store.PairRecord, error) {
+	s, err := db.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.Pairs(ctx, f)
+}
+
 func cmpFloat(a, b float64) int {
 	switch {
 	case a < b:
@@ -429,7 +439,7 @@ func cmpFloat(a, b float64) int {
 	return 0
 }
 
-func keys(ps []sqlite.PairRecord) []string {
+func keys(ps []store.PairRecord) []string {
 	out := []string{}
 	for _, p := range ps {
 		out = append(out, p.Shadow+"/"+p.RequestID)
@@ -452,7 +462,7 @@ func TestRetentionTrimsRollups(t *testing.T) {
 	if err := db.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.ApplyRetention(ctx); err != nil {
+	if _, err := db.ApplyRetention(ctx, store.Retention{Days: 2, Now: now}); err != nil {
 		t.Fatal(err)
 	}
 	// The cutoff is 2030-05-08 12:30, inside the day of −49 h: that day

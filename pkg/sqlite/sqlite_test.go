@@ -366,11 +366,11 @@ func TestDuplicates(t *testing.T) {
 	st := db.Stats()
 	for _, tt := range []struct {
 		name string
-		got  sqlite.TableStats
-		want sqlite.TableStats
+		got  store.TableStats
+		want store.TableStats
 	}{
-		{"predictions", st.Predictions, sqlite.TableStats{Written: 1, Duplicate: 2}},
-		{"shadow results", st.ShadowResults, sqlite.TableStats{Written: 2, Duplicate: 1}},
+		{"predictions", st.Predictions, store.TableStats{Written: 1, Duplicate: 2}},
+		{"shadow results", st.ShadowResults, store.TableStats{Written: 2, Duplicate: 1}},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s stats = %+v, want %+v", tt.name, tt.got, tt.want)
@@ -472,7 +472,7 @@ func TestCheckpointsRunOnTheShadowThread(t *testing.T) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	flush(t, db)
-	st := db.Stats()
+	st := db.ThreadStats()
 	if st.Checkpoints < rounds/4 {
 		t.Errorf("%d checkpoints in %d rounds 25ms apart, want one about every 20ms", st.Checkpoints, rounds)
 	}
@@ -542,7 +542,7 @@ func TestStarvedShadowThreadIsRaised(t *testing.T) {
 		waits = append(waits, time.Since(start))
 	}
 	slices.Sort(waits)
-	st := db.Stats()
+	st := db.ThreadStats()
 	longest := waits[len(waits)-1]
 	t.Logf("%d flushes, p50 %v, max %v; %d commits raised, %d taken back", len(waits), waits[len(waits)/2], longest, st.ShadowCommitsRaised, st.ShadowCommitsTakenBack)
 	// Most commits are taken back before the thread starts them. One it
@@ -575,7 +575,7 @@ func TestStalledShadowThreadHoldsNothingUp(t *testing.T) {
 	if gotP != n || gotS != n {
 		t.Errorf("rows %d/%d, want %d of each", gotP, gotS, n)
 	}
-	if st := db.Stats(); st.ShadowCommitsTakenBack == 0 {
+	if st := db.ThreadStats(); st.ShadowCommitsTakenBack == 0 {
 		t.Errorf("stats %+v: want shadow commits taken back", st)
 	}
 }
@@ -629,7 +629,7 @@ func TestCloseDrains(t *testing.T) {
 	if err := db.Flush(context.Background()); err != nil {
 		t.Errorf("Flush after Close: %v", err)
 	}
-	if got, want := db.Stats().Predictions, (sqlite.TableStats{Written: n, Lost: 1}); got != want {
+	if got, want := db.Stats().Predictions, (store.TableStats{Written: n, Lost: 1}); got != want {
 		t.Errorf("prediction stats = %+v, want %+v", got, want)
 	}
 
@@ -895,7 +895,7 @@ func TestRecordModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []sqlite.ModelRecord{
+	want := []store.ModelRecord{
 		{Name: "iris", Version: "0123456789ab", SHA256: m.SHA256, File: "renamed.onnx", Size: 1234, Signature: sig, Metadata: m.Metadata,
 			FirstSeen: now, LastSeen: now.Add(time.Hour)},
 		{Name: "iris", Version: "ffffffffffff", SHA256: m.SHA256, File: "renamed.onnx", Size: 1234, Signature: sig, Metadata: m.Metadata,
@@ -947,7 +947,7 @@ func TestRetention(t *testing.T) {
 				db.CountSkips("s", "v", now.Add(-age), 1, 0)
 				flush(t, db)
 			}
-			deleted, err := db.ApplyRetention(ctx)
+			deleted, err := db.ApplyRetention(ctx, store.Retention{Days: tt.opts.RetainDays, Rows: tt.opts.RetainRows, Now: now})
 			if err != nil {
 				t.Fatalf("ApplyRetention: %v", err)
 			}

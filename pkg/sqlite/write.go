@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/store/rollup"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -32,6 +33,7 @@ type predRow struct {
 	outputs            sql.NullString
 	status, err        string
 	cpuUS              sql.NullInt64
+	roll               rollup.Prediction
 }
 
 type shadowRow struct {
@@ -44,9 +46,7 @@ type shadowRow struct {
 	comparison                                   string
 	sumSq, primaryScore, shadowScore             sql.NullFloat64
 	elements, cpuUS, primaryLatencyUS            sql.NullInt64
-	// For the rollups: the rows of the first class output and their classes.
-	classRows, agreeRows          int64
-	primaryClasses, shadowClasses []int64
+	roll                                         rollup.Shadow
 }
 
 type skipKey struct {
@@ -90,6 +90,7 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 	if p.Outputs != nil {
 		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(p.Outputs)), Valid: true}
 	}
+	r.roll = rollup.PredictionOf(p, r.timeUS)
 	return r
 }
 
@@ -135,7 +136,7 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	if s.PrimaryLatency > 0 {
 		r.primaryLatencyUS = sql.NullInt64{Int64: s.PrimaryLatency.Microseconds(), Valid: true}
 	}
-	r.rollupClasses(c)
+	r.roll = rollup.ShadowOf(s, r.timeUS)
 	if s.Outputs != nil {
 		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(s.Outputs)), Valid: true}
 	}
@@ -610,7 +611,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				Msg("duplicate request id ignored")
 		}
 	}
-	ru := newRollups()
+	ru := rollup.NewBatch()
 	if len(b.preds) > 0 {
 		st := tx.StmtContext(ctx, db.insPred)
 		for _, r := range b.preds {
@@ -626,7 +627,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				dup("predictions", r.id)
 			} else {
 				n.preds.written++
-				ru.addPrediction(r)
+				ru.AddPrediction(&r.roll)
 			}
 		}
 	}
@@ -647,7 +648,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				dup("shadow_results", r.id)
 			} else {
 				n.shadows.written++
-				ru.addShadow(r)
+				ru.AddShadow(&r.roll)
 			}
 		}
 	}
@@ -659,7 +660,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 			}
 		}
 	}
-	if err := ru.write(ctx, tx, &db.rollup); err != nil {
+	if err := writeRollups(ctx, tx, &db.rollup, ru); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
