@@ -23,11 +23,12 @@ type Store interface {
 
 	// ApplyRetention deletes what p does not keep and returns how many
 	// predictions, shadow results and skip counters it deleted. Rollups are
-	// trimmed in whole days: the rollups of every span that end by the
-	// start of the day holding the oldest row kept are deleted, and those
-	// of that day and later stay whole, so that minutes, hours and days
-	// still add up to the same counts. A backend may also apply retention
-	// on its own, with the policy it was opened with.
+	// trimmed in whole days, so that minutes, hours and days still add up
+	// to the same counts: the rollups of every span that end by the start
+	// of a day are deleted, and those of that day and later stay whole. For
+	// p.Days that day holds the cutoff; for p.Rows, the oldest row kept.
+	// A backend may also apply retention on its own, with the policy it was
+	// opened with.
 	ApplyRetention(ctx context.Context, p Retention) (deleted int64, err error)
 	// Stats returns the counters of the rows handed to the store.
 	Stats() Stats
@@ -60,7 +61,7 @@ type Reader interface {
 }
 
 // Snapshot is a read transaction: every method sees the same committed
-// state. Windows [from, to) of rollup reads are widened to whole minutes,
+// state, the one of its first read, whatever is written meanwhile. Windows [from, to) of rollup reads are widened to whole minutes,
 // from rounded down and to rounded up; a zero from or to leaves that side
 // open. Windows of raw-row reads are exact, to the microsecond.
 type Snapshot interface {
