@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/understudy-ml/understudy/pkg/report/reporttest"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/store/storetest"
@@ -32,4 +33,14 @@ func opener(opts sqlite.Options) storetest.Opener {
 func TestStore(t *testing.T) {
 	t.Run("one thread", func(t *testing.T) { storetest.Run(t, opener(sqlite.Options{})) })
 	t.Run("shadow thread", func(t *testing.T) { storetest.Run(t, opener(sqlite.Options{BatchSize: 7, ShadowNice: 10})) })
+}
+
+// Ensure the report's figures on SQLite match those computed from the rows.
+func TestReport(t *testing.T) { reporttest.Run(t, opener(sqlite.Options{})) }
+
+// BenchmarkBuildMillion measures the report over a million pairs:
+//
+//	go test -run NONE -bench BuildMillion ./pkg/sqlite/
+func BenchmarkBuildMillion(b *testing.B) {
+	reporttest.Benchmark(b, opener(sqlite.Options{}))
 }

@@ -1,4 +1,4 @@
-package report_test
+package reporttest
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/understudy-ml/understudy/pkg/report"
 	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/store/storetest"
 )
 
 // Ensure that above ExactMaxPairs the report reads percentiles and the
@@ -14,8 +15,8 @@ import (
 // documented error (0.5% for latencies; for |Δ| only the pairs in the
 // tolerance's bucket), and that everything else is the same as from the
 // raw rows.
-func TestBuildHistogramPath(t *testing.T) {
-	db := openDB(t)
+func testBuildHistogramPath(t *testing.T, open storetest.Opener) {
+	db := open(t)
 	ctx := context.Background()
 	if err := report.Fill(ctx, db, 20000, now.Add(-20*time.Hour), now, 0.02); err != nil {
 		t.Fatalf("Fill: %v", err)
