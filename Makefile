@@ -6,7 +6,7 @@ export UNDERSTUDY_ORT_LIB := $(ORT_LIB)
 LDFLAGS := -X main.defaultORTLib=$(ORT_LIB)
 ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build run test bench demo models ort clean
+.PHONY: all build run test bench demo models ort clean proto proto-check
 
 all: build
 
@@ -19,8 +19,10 @@ build: ort
 run: build
 	./bin/understudy serve --models-dir models --primary iris-v1 --addr $(ADDR) --log-format console
 
+# The Go tests run with a throwaway PostgreSQL cluster (UNDERSTUDY_TEST_POSTGRES);
+# without PostgreSQL installed its tests skip, unless UNDERSTUDY_REQUIRE_POSTGRES=1.
 test: ort
-	$(GO) test -count=1 -timeout 20m ./...
+	scripts/pg-throwaway.sh -- $(GO) test -count=1 -timeout 20m ./...
 
 bench: build
 	$(GO) run ./cmd/understudy-bench
@@ -36,3 +38,33 @@ models:
 
 clean:
 	rm -rf bin understudy.db understudy.db-wal understudy.db-shm
+
+# Regenerates the OIP (KServe v2) gRPC stubs. Needs protoc on PATH (Debian's
+# protobuf-compiler); the Go plugins are the versions pinned by go.mod's tool
+# directives: `go tool -n` builds each one and prints its path for protoc.
+PROTO_DIR := pkg/oip/inferencepb
+PROTO_SRC := $(PROTO_DIR)/grpc_predict_v2.proto
+PROTO_GEN := grpc_predict_v2.pb.go grpc_predict_v2_grpc.pb.go
+
+# $(call protoc_gen,OUTDIR): one shell command writing the stubs under OUTDIR.
+protoc_gen = { command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler" >&2; exit 1; }; } && \
+	gen_go=$$($(GO) tool -n protoc-gen-go) && gen_grpc=$$($(GO) tool -n protoc-gen-go-grpc) && \
+	protoc -I . \
+	  --plugin=protoc-gen-go="$$gen_go" --plugin=protoc-gen-go-grpc="$$gen_grpc" \
+	  --go_out=$(1) --go_opt=paths=source_relative \
+	  --go-grpc_out=$(1) --go-grpc_opt=paths=source_relative \
+	  $(PROTO_SRC)
+
+proto:
+	@$(call protoc_gen,.)
+
+# Fails if the committed stubs differ from what `make proto` would write.
+proto-check:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(call protoc_gen,"$$tmp") && \
+	for f in $(PROTO_GEN); do \
+	  if ! diff -u "$(PROTO_DIR)/$$f" "$$tmp/$(PROTO_DIR)/$$f"; then \
+	    echo "proto-check: $(PROTO_DIR)/$$f differs from what protoc generates; run 'make proto' and commit the result" >&2; \
+	    exit 1; \
+	  fi; \
+	done && echo "proto-check: generated stubs are up to date"

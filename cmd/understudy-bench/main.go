@@ -37,7 +37,7 @@ var (
 	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
 	model    = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
 	p99Time  = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
-	only     = flag.String("only", "", "comma-separated sections to run: serve,shadow,store,lifecycle,report,soak (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,store,lifecycle,report,soak (default all)")
 
 	floorModel = flag.String("floor-model", "", "internal: run as the floor server for this model")
 	floorAddr  = flag.String("floor-addr", "", "internal: the floor server's address")
@@ -49,6 +49,7 @@ type benchModel struct {
 	file  []byte
 	body  []byte
 	input map[string]*understudy.Tensor
+	row   []float32 // the one input row of body and input
 }
 
 func main() {
@@ -84,6 +85,11 @@ func main() {
 	if section("serve") {
 		for _, m := range models {
 			measure(func() error { return benchServe(rt, m) })
+		}
+	}
+	if section("oip") {
+		for _, m := range models {
+			measure(func() error { return benchOIP(m) })
 		}
 	}
 	if section("shadow") {
@@ -147,8 +153,8 @@ func benchModels() ([]benchModel, error) {
 		x[i] = float32(i%17) / 17
 	}
 	return []benchModel{
-		{name: "iris-v1 (demo)", file: demo, body: predictBody(row), input: input(row)},
-		{name: "large " + describe(large), file: largeFile, body: predictBody(x), input: input(x)},
+		{name: "iris-v1 (demo)", file: demo, body: predictBody(row), input: input(row), row: row},
+		{name: "large " + describe(large), file: largeFile, body: predictBody(x), input: input(x), row: x},
 	}, nil
 }
 
@@ -489,10 +495,11 @@ func openLoop(lc *loadClient, rate float64, d time.Duration) (loadResult, error)
 }
 
 type server struct {
-	cmd *exec.Cmd
-	url string
-	dir string
-	log *bytes.Buffer
+	cmd  *exec.Cmd
+	url  string
+	grpc string // the OIP gRPC address
+	dir  string
+	log  *bytes.Buffer
 }
 
 // startServer runs the real binary on a fresh models directory and database.
@@ -512,7 +519,11 @@ func startServer(files map[string][]byte, primary string, extra ...string) (*ser
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--addr", addr, "--models-dir", models, "--primary", primary,
+	grpcAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"serve", "--addr", addr, "--grpc-addr", grpcAddr, "--models-dir", models, "--primary", primary,
 		"--db", filepath.Join(dir, "bench.db"), "--ort-lib", *ortLib, "--log-level", "warn"}, extra...)
 	cmd := exec.Command(*binPath, args...)
 	var log bytes.Buffer
@@ -520,7 +531,7 @@ func startServer(files map[string][]byte, primary string, extra ...string) (*ser
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w (run make build)", *binPath, err)
 	}
-	s := &server{cmd: cmd, url: "http://" + addr, dir: dir, log: &log}
+	s := &server{cmd: cmd, url: "http://" + addr, grpc: grpcAddr, dir: dir, log: &log}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get(s.url + "/readyz")
 		if err == nil {

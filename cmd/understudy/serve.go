@@ -23,11 +23,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/understudy-ml/understudy/pkg/grpcapi"
 	"github.com/understudy-ml/understudy/pkg/httpapi"
 	"github.com/understudy-ml/understudy/pkg/metrics"
 	"github.com/understudy-ml/understudy/pkg/onnx"
 	"github.com/understudy-ml/understudy/pkg/registry"
 	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/serving"
 	"github.com/understudy-ml/understudy/pkg/shadow"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
@@ -50,6 +52,9 @@ const ortCacheRel = ".ort/1.30.0/libonnxruntime.so"
 type Config struct {
 	// Addr is the listen address (UNDERSTUDY_ADDR, default 127.0.0.1:8080).
 	Addr string
+	// GRPCAddr is the Open Inference Protocol gRPC listen address
+	// (UNDERSTUDY_GRPC_ADDR, default 127.0.0.1:8081; empty: no gRPC).
+	GRPCAddr string
 	// ModelsDir holds the *.onnx files (UNDERSTUDY_MODELS_DIR, default models).
 	ModelsDir string
 	// Primary is the file stem of the primary model (UNDERSTUDY_PRIMARY).
@@ -142,8 +147,11 @@ type Main struct {
 	watchDone chan struct{}
 	reg       *registry.Registry
 	mirror    *shadow.Mirror
+	serving   *serving.Service
 	metrics   *metrics.Metrics
 	srv       *http.Server
+	grpc      *grpcapi.Server
+	grpcLn    net.Listener
 	debugSrv  *http.Server
 	tuning    runtimeTuning // what Run set; Close puts it back
 	restoreGC int           // GOGC before Run
@@ -161,6 +169,7 @@ func NewMain() *Main {
 	return &Main{
 		Config: Config{
 			Addr:            "127.0.0.1:8080",
+			GRPCAddr:        "127.0.0.1:8081",
 			ModelsDir:       "models",
 			DB:              "understudy.db",
 			IntraOpThreads:  1,
@@ -193,6 +202,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("understudy serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "Open Inference Protocol v2 gRPC listen address (empty: no gRPC)")
 	fs.StringVar(&c.ModelsDir, "models-dir", c.ModelsDir, "directory of *.onnx model files")
 	fs.StringVar(&c.Primary, "primary", c.Primary, "file stem of the primary model (default: the only model, else the oldest file)")
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file")
@@ -421,14 +431,17 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { defer close(m.watchDone); m.reg.Watch(watchCtx) }()
 
 	m.metrics = metrics.New()
+	m.serving = &serving.Service{Models: m.reg, OnPredict: m.onPredict}
+	httpapi.Version = Version
 	api := &httpapi.Server{
 		Models:      m.reg,
+		Serving:     m.serving,
 		Log:         m.Log,
 		MaxBody:     int64(c.MaxBody),
 		LogPayloads: c.LogPayloads,
 		Ready:       m.reg.Ready,
+		Degraded:    m.degraded,
 		Labels:      m.store.SetLabels,
-		OnPredict:   m.onPredict,
 		Admin:       m.reg,
 		AdminToken:  c.AdminToken,
 		Report: func(ctx context.Context, q report.Query) (*report.Report, error) {
@@ -453,7 +466,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if busyAt == 0 {
 		busyAt = int64(shedAt(runtime.NumCPU(), c.ShadowWorkers))
 	}
-	busy := func() bool { return c.ShedWhenBusy && api.InFlight() >= busyAt }
+	busy := func() bool { return c.ShedWhenBusy && m.serving.InFlight() >= busyAt }
 	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy},
 		m.reg.Shadows, m.store, m.metrics, m.Log.With().Str("component", "shadow").Logger())
 	m.registerGauges()
@@ -471,6 +484,16 @@ func (m *Main) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if c.GRPCAddr != "" {
+		if m.grpcLn, err = net.Listen("tcp", c.GRPCAddr); err != nil {
+			m.ln.Close()
+			return fmt.Errorf("--grpc-addr %s: %w", c.GRPCAddr, err)
+		}
+		m.grpc = &grpcapi.Server{Models: m.reg, Serving: m.serving, Ready: m.reg.Ready, Version: Version,
+			MaxMessage: int(c.MaxBody), Log: m.Log.With().Str("component", "grpc").Logger()}
+		m.grpc.Serve(m.grpcLn)
+		m.Log.Info().Str("addr", m.grpcLn.Addr().String()).Msg("grpc listening")
 	}
 	m.serveErr = make(chan error, 1)
 	go func() { m.serveErr <- m.srv.Serve(m.ln) }()
@@ -601,6 +624,15 @@ func (m *Main) onPredict(p *understudy.Prediction) {
 	}
 }
 
+// degraded lists what is wrong while the server still serves.
+func (m *Main) degraded() []string {
+	var out []string
+	if w := m.reg.SyncWarning(); w != "" {
+		out = append(out, w)
+	}
+	return out
+}
+
 func (m *Main) registerGauges() {
 	m.metrics.GaugeFunc("understudy_shadow_queue_depth", "Shadow jobs waiting for a worker.", func() float64 { return float64(m.mirror.QueueDepth()) })
 	m.metrics.GaugeFunc("understudy_store_queue_depth", "Rows waiting for the store's writer.", func() float64 { return float64(m.store.Stats().QueueDepth) })
@@ -623,6 +655,15 @@ func (m *Main) registerGauges() {
 	m.metrics.CounterFunc("understudy_store_checkpoints_total",
 		"Write-ahead log checkpoints run by the store on its low-priority thread (SQLite's own are off while that thread exists).",
 		nil, func() float64 { return float64(m.threadStats().Checkpoints) })
+	m.metrics.TrackModels(func() []metrics.Model {
+		var out []metrics.Model
+		for _, info := range m.reg.List() {
+			if info.Role == understudy.RolePrimary || info.Role == understudy.RoleShadow {
+				out = append(out, metrics.Model{Name: info.Name, Version: info.Version, Role: string(info.Role)})
+			}
+		}
+		return out
+	})
 	m.metrics.ModelsLoaded(func() map[string]int {
 		counts := map[string]int{}
 		for _, info := range m.reg.List() {
@@ -630,6 +671,14 @@ func (m *Main) registerGauges() {
 		}
 		return counts
 	})
+}
+
+// GRPCAddr returns the address gRPC listens on, or "" when it is off.
+func (m *Main) GRPCAddr() string {
+	if m.grpcLn == nil {
+		return ""
+	}
+	return m.grpcLn.Addr().String()
 }
 
 // URL returns the base URL of the running server.
@@ -654,6 +703,10 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 		m.srv = nil
+	}
+	if m.grpc != nil {
+		m.grpc.Stop(ctx)
+		m.grpc = nil
 	}
 	if m.debugSrv != nil {
 		m.debugSrv.Close()

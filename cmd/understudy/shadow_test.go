@@ -52,7 +52,7 @@ func demoDir(tb testing.TB) string {
 func startServerWith(tb testing.TB, dir string, adjust func(*Main), args ...string) *Main {
 	tb.Helper()
 	m := NewMain()
-	all := append([]string{"--addr", "127.0.0.1:0", "--models-dir", dir, "--db", filepath.Join(tb.TempDir(), "u.db"), "--ort-lib", ortLib()}, args...)
+	all := append([]string{"--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--models-dir", dir, "--db", filepath.Join(tb.TempDir(), "u.db"), "--ort-lib", ortLib()}, args...)
 	if err := m.ParseFlags(all, io.Discard); err != nil {
 		tb.Fatal(err)
 	}
@@ -439,7 +439,7 @@ func startBinary(tb testing.TB, models, db string, extra ...string) *proc {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	args := append([]string{"serve", "--addr", addr, "--models-dir", models, "--db", db, "--ort-lib", ortLib(), "--primary", "iris-v1"}, extra...)
+	args := append([]string{"serve", "--addr", addr, "--grpc-addr", "127.0.0.1:0", "--models-dir", models, "--db", db, "--ort-lib", ortLib(), "--primary", "iris-v1"}, extra...)
 	cmd := exec.Command(buildBinary(tb), args...)
 	p := &proc{cmd: cmd, url: "http://" + addr, log: &syncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.log, p.log

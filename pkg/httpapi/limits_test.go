@@ -117,10 +117,10 @@ func TestDeclaredLengthNotAllocatedUpFront(t *testing.T) {
 		conns[i] = c
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for s.InFlight() < clients && time.Now().Before(deadline) {
+	for s.Serving.InFlight() < clients && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := s.InFlight(); got < clients {
+	if got := s.Serving.InFlight(); got < clients {
 		t.Fatalf("%d requests in flight, want %d", got, clients)
 	}
 	time.Sleep(100 * time.Millisecond) // let every handler reach its read

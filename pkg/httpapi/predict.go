@@ -15,6 +15,7 @@ import (
 	"time"
 
 	fastjson "github.com/segmentio/encoding/json"
+	"github.com/understudy-ml/understudy/pkg/serving"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -227,18 +228,8 @@ func describeInputs(sig *understudy.Signature) string {
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
-	// In flight until the primary's run is over: what follows is handing
-	// the prediction to the store and the shadows, which must not find the
-	// server busy with this very request and shed its shadow jobs.
-	s.inFlight.Add(1)
-	inFlight := true
-	ran := func() {
-		if inFlight {
-			inFlight = false
-			s.inFlight.Add(-1)
-		}
-	}
-	defer ran()
+	end := s.Serving.Begin()
+	defer end()
 	received := s.Now()
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -250,56 +241,20 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	id := RequestID(r)
-	if req.ID != "" {
-		if len(req.ID) > 128 {
-			s.error(w, r, understudy.Errorf(understudy.EINVALID, `"id" is %d characters; at most 128 are allowed`, len(req.ID)))
-			return
-		}
-		// The id goes back in the X-Request-Id header, where net/http
-		// would send a NUL raw and turn CR and LF into spaces.
-		if i := controlByte(req.ID); i >= 0 {
-			s.error(w, r, understudy.Errorf(understudy.EINVALID, `"id" has a control character (byte 0x%02x at %d); an id may hold printable characters only`, req.ID[i], i))
-			return
-		}
-		id = req.ID
-		w.Header()["X-Request-Id"] = []string{id}
+	id, ok := s.bodyID(w, r, req.ID, `"id"`)
+	if !ok {
+		return
 	}
 	if s.LogPayloads {
 		s.Log.Debug().Str("request_id", id).RawJSON("body", body).Msg("predict payload")
 	}
-	m, release, ok := s.Models.AcquirePrimary()
-	if !ok {
-		s.error(w, r, understudy.Errorf(understudy.EUNAVAILABLE, "no primary model is loaded; add a .onnx file to the models directory or check GET /models for load errors"))
-		return
-	}
-	defer release()
-	inputs, err := decodeInputs(&req, &m.Signature)
+	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Received: received, BodySize: len(body), End: end,
+		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) { return decodeInputs(&req, sig) }})
 	if err != nil {
-		s.error(w, r, err)
+		s.inferError(w, r, id, err)
 		return
 	}
-	var stats understudy.RunStats
-	ctx := r.Context()
-	// Reading a thread's CPU clock is a system call; every 16th request is
-	// a large enough sample for the report's CPU per inference.
-	if s.runs.Add(1)%16 == 0 {
-		ctx = understudy.WithRunStats(ctx, &stats)
-	}
-	start := time.Now()
-	outputs, err := m.Runner.Run(ctx, inputs)
-	latency := time.Since(start)
-	ran()
-	if err != nil {
-		if r.Context().Err() != nil {
-			// The client is gone; nobody reads the answer.
-			s.Log.Info().Str("request_id", id).Err(err).Msg("client went away during the run")
-			return
-		}
-		s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Latency: latency, CPU: stats.CPU, Status: "error", Error: understudy.ErrorMessage(err), BodySize: len(body)})
-		s.error(w, r, err)
-		return
-	}
+	m, outputs := ans.Model, ans.Outputs
 	buf := make([]byte, 0, 256)
 	buf = append(buf, `{"id":`...)
 	buf = understudy.AppendJSONString(buf, id)
@@ -308,18 +263,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	buf = append(buf, `,"version":`...)
 	buf = understudy.AppendJSONString(buf, m.Version)
 	buf = append(buf, `},"outputs":{`...)
-	names := make([]string, 0, len(outputs))
-	for _, o := range m.Signature.Outputs {
-		names = append(names, o.Name)
-	}
-	if len(names) != len(outputs) {
-		names = names[:0]
-		for n := range outputs {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-	}
-	for i, n := range names {
+	for i, n := range outputNames(&m.Signature, outputs) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
@@ -328,34 +272,58 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		buf = understudy.AppendJSON(buf, outputs[n])
 	}
 	buf = append(buf, `},"latency_us":`...)
-	buf = strconv.AppendInt(buf, latency.Microseconds(), 10)
+	buf = strconv.AppendInt(buf, ans.Latency.Microseconds(), 10)
 	buf = append(buf, "}\n"...)
 	// Canonical keys set directly, with a shared value for the fixed one:
 	// Header.Set would allocate both on every request.
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = []string{strconv.Itoa(len(buf))}
-	// Handed to the store before the client can read the answer: a label
-	// sent the moment the answer arrives must find its prediction.
-	s.notify(&understudy.Prediction{ID: id, Time: received, Model: m.Name, Version: m.Version, Signature: &m.Signature, Inputs: inputs, Outputs: outputs, Latency: latency, CPU: stats.CPU, Status: "ok", BodySize: len(body)})
 	_, _ = w.Write(buf)
 }
 
-// controlByte returns the index of the first ASCII control character (tab
-// and DEL included) in id, or -1.
-func controlByte(id string) int {
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c < 0x20 || c == 0x7f {
-			return i
-		}
+// bodyID returns the request id: the one the body names, checked, else the
+// one the middleware gave. It answers the request itself when the body's id
+// is refused.
+func (s *Server) bodyID(w http.ResponseWriter, r *http.Request, id, what string) (string, bool) {
+	if id == "" {
+		return RequestID(r), true
 	}
-	return -1
+	if err := understudy.CheckRequestID(id, what); err != nil {
+		s.error(w, r, err)
+		return "", false
+	}
+	w.Header()["X-Request-Id"] = []string{id}
+	return id, true
 }
 
-func (s *Server) notify(p *understudy.Prediction) {
-	if s.OnPredict != nil {
-		s.OnPredict(p)
+// inferError answers a request whose run failed; a client that went away
+// gets nothing, since nobody reads the answer.
+func (s *Server) inferError(w http.ResponseWriter, r *http.Request, id string, err error) {
+	if r.Context().Err() != nil {
+		s.Log.Info().Str("request_id", id).Err(err).Msg("client went away during the run")
+		return
 	}
+	s.error(w, r, err)
+}
+
+// outputNames lists outputs in the model's order, or sorted by name when
+// the runner answered with other names than the signature declares.
+func outputNames(sig *understudy.Signature, outputs map[string]*understudy.Tensor) []string {
+	names := make([]string, 0, len(outputs))
+	for _, o := range sig.Outputs {
+		if _, ok := outputs[o.Name]; ok {
+			names = append(names, o.Name)
+		}
+	}
+	if len(names) != len(outputs) {
+		names = names[:0]
+		for n := range outputs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+	}
+	return names
 }
 
 // jsonContentType is shared by every response; net/http only reads it.

@@ -514,6 +514,9 @@ type listModels []understudy.ModelInfo
 
 func (listModels) AcquirePrimary() (*understudy.ServingModel, func(), bool) { return nil, nil, false }
 func (l listModels) List() []understudy.ModelInfo                           { return l }
+func (listModels) Acquire(string, string) (*understudy.ServingModel, func(), error) {
+	return nil, nil, understudy.Errorf(understudy.EUNAVAILABLE, "no primary")
+}
 
 // Ensure the routes answer 503, not a crash, when the store is not wired.
 func TestReportUnconfigured(t *testing.T) {

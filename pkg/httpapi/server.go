@@ -11,31 +11,16 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/serving"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
-
-// statusOf is the one table from error codes to HTTP statuses.
-var statusOf = map[string]int{
-	understudy.EINVALID:      http.StatusBadRequest,
-	understudy.EUNAUTHORIZED: http.StatusUnauthorized,
-	understudy.EFORBIDDEN:    http.StatusForbidden,
-	understudy.ENOTFOUND:     http.StatusNotFound,
-	understudy.ECONFLICT:     http.StatusConflict,
-	understudy.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	understudy.EMODEL:        http.StatusUnprocessableEntity,
-	understudy.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	understudy.ETIMEOUT:      http.StatusGatewayTimeout,
-	understudy.EINTERNAL:     http.StatusInternalServerError,
-}
 
 // Server holds the handlers' dependencies.
 type Server struct {
@@ -52,9 +37,13 @@ type Server struct {
 	LogPayloads bool
 	// Ready reports whether a primary is loaded and warm.
 	Ready func() bool
-	// OnPredict, if set, receives every primary prediction after the
-	// response has been written. It must not block.
-	OnPredict func(*understudy.Prediction)
+	// Degraded lists what is wrong while the server still serves: a store
+	// that cannot write, a replica that cannot follow the shared
+	// deployment. /readyz and /models show it; /readyz stays 200, since
+	// taking the replica out of a load balancer would not help.
+	Degraded func() []string
+	// Serving runs inference requests for every route that takes them.
+	Serving *serving.Service
 	// Labels stores ground truth sent to POST /feedback.
 	Labels func(ctx context.Context, labels []understudy.Label) (replaced []understudy.Label, err error)
 	// Admin promotes, rolls back and configures shadows; nil disables it.
@@ -75,22 +64,20 @@ type Server struct {
 	// public. See reportCookie for how browsers present it.
 	ReportToken string
 	// Now is the clock, replaceable in tests.
-	Now      func() time.Time
-	inFlight atomic.Int64
-	runs     atomic.Int64
+	Now func() time.Time
 
 	// Extra mounts more routes (metrics) without this package knowing
 	// them.
 	Extra func(r chi.Router)
 }
 
-// InFlight returns the number of /predict requests being handled now.
-func (s *Server) InFlight() int64 { return s.inFlight.Load() }
-
 // Handler returns the router with all middleware and routes.
 func (s *Server) Handler() http.Handler {
 	if s.Now == nil {
 		s.Now = time.Now
+	}
+	if s.Serving == nil {
+		s.Serving = &serving.Service{Models: s.Models}
 	}
 	r := chi.NewRouter()
 	r.Use(s.requestID, s.accessLog, s.recoverer)
@@ -103,6 +90,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSONStatus(w, http.StatusMethodNotAllowed, map[string]any{"error": "method " + req.Method + " is not allowed on " + req.URL.Path + "; allowed: " + allowed, "code": "method_not_allowed", "request_id": RequestID(req)})
 	})
 	r.Post("/predict", s.handlePredict)
+	s.oipRoutes(r)
 	r.Post("/feedback", s.handleFeedback)
 	r.Get("/models", s.handleModels)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -151,21 +139,6 @@ func RequestID(r *http.Request) string {
 	return id
 }
 
-func init() {
-	// Draw request ids' randomness in blocks rather than one system call
-	// per request.
-	uuid.EnableRandPool()
-}
-
-// NewID returns a new time-ordered request id.
-func NewID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
-	}
-	return id.String()
-}
-
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// An id that could not be echoed unchanged in the response header
@@ -173,8 +146,8 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 		// a bad header is not worth a 400 on every route. net/http has
 		// already refused control bytes other than tab.
 		id := r.Header.Get("X-Request-Id")
-		if id == "" || len(id) > 128 || controlByte(id) >= 0 {
-			id = NewID()
+		if id == "" || understudy.CheckRequestID(id, "") != nil {
+			id = serving.NewID()
 		}
 		w.Header()["X-Request-Id"] = []string{id}
 		ctx := r.Context()
@@ -234,10 +207,7 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 // errors, whose text never reaches the client.
 func (s *Server) classify(w http.ResponseWriter, r *http.Request, err error) (code string, status int, id string) {
 	code = understudy.ErrorCode(err)
-	status, ok := statusOf[code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
+	status = understudy.StatusOf(err).HTTP
 	id = w.Header().Get("X-Request-Id")
 	if code == understudy.EINTERNAL {
 		s.Log.Error().Str("request_id", id).Err(err).Str("path", r.URL.Path).Msg("internal error")
@@ -262,6 +232,9 @@ func writeJSONStatus(w http.ResponseWriter, status int, v any) {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	// Messages quote request shapes such as <input name>; escaping them
+	// for HTML would only make them unreadable.
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
 }
 
@@ -276,7 +249,18 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	for i, m := range models {
 		out[i] = model{m, ms(m.LoadTime), ms(m.WarmTime)}
 	}
-	writeJSON(w, map[string]any{"models": out})
+	body := map[string]any{"models": out}
+	if warnings := s.degraded(); len(warnings) > 0 {
+		body["warnings"] = warnings
+	}
+	writeJSON(w, body)
+}
+
+func (s *Server) degraded() []string {
+	if s.Degraded == nil {
+		return nil
+	}
+	return s.Degraded()
 }
 
 func ms(d time.Duration) float64 {
@@ -286,6 +270,10 @@ func ms(d time.Duration) float64 {
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if s.Ready != nil && s.Ready() {
+		if warnings := s.degraded(); len(warnings) > 0 {
+			writeJSON(w, map[string]any{"status": "degraded", "warnings": warnings})
+			return
+		}
 		writeJSON(w, map[string]string{"status": "ready"})
 		return
 	}

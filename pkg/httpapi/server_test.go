@@ -24,6 +24,13 @@ func (f fakeModels) AcquirePrimary() (*understudy.ServingModel, func(), bool) {
 		Outputs: []understudy.TensorInfo{{Name: "y", DType: understudy.Float32, Dims: []int64{-1}}},
 	}}, func() {}, true
 }
+func (f fakeModels) Acquire(name, version string) (*understudy.ServingModel, func(), error) {
+	m, release, _ := f.AcquirePrimary()
+	if (name != "" && name != m.Name) || (version != "" && version != m.Version) {
+		return nil, nil, understudy.Errorf(understudy.ENOTFOUND, "no model %s@%s", name, version)
+	}
+	return m, release, nil
+}
 func (fakeModels) List() []understudy.ModelInfo { return nil }
 
 type runFunc func(map[string]*understudy.Tensor) (map[string]*understudy.Tensor, error)

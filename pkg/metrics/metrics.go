@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,18 @@ type Metrics struct {
 	drops      *prometheus.CounterVec
 	sampledOut *prometheus.CounterVec
 	timeouts   *prometheus.CounterVec
+
+	// models lists the loaded models before each scrape, so that their
+	// series exist at 0 from their load and go with their unload.
+	models func() []Model
+	mu     sync.Mutex
+	known  map[Model]bool
+}
+
+// Model is a loaded model version in the role it plays, as the metrics
+// label it.
+type Model struct {
+	Name, Version, Role string
 }
 
 // New creates and registers the collectors.
@@ -41,7 +54,7 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBucketsRange(50e-6, 10, 20),
 		}, []string{"model", "version", "role"}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "understudy_shadow_dropped_total", Help: "Shadow jobs dropped because the queue was full or shutdown came first.",
+			Name: "understudy_shadow_dropped_total", Help: "Shadow jobs dropped: shed while the primary was busy, the queue was full, or shutdown came first.",
 		}, []string{"model", "version", "role"}),
 		sampledOut: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "understudy_shadow_sampled_out_total", Help: "Requests not mirrored to a shadow because of its sampling rate.",
@@ -56,7 +69,71 @@ func New() *Metrics {
 
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+	h := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.Sync()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// TrackModels makes the series of every model that f lists exist from its
+// load, at 0: a dashboard's rate() over a series that does not exist yet
+// shows "no data" instead of 0 (Prometheus's "avoid missing metrics").
+// Series of models f no longer lists are deleted.
+func (m *Metrics) TrackModels(f func() []Model) {
+	m.mu.Lock()
+	m.models = f
+	m.mu.Unlock()
+	m.Sync()
+}
+
+// Sync creates the series of the models now loaded and deletes those of
+// models that are gone. Handler calls it before each scrape.
+func (m *Metrics) Sync() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.models == nil {
+		return
+	}
+	now := map[Model]bool{}
+	for _, md := range m.models() {
+		now[md] = true
+		if m.known[md] {
+			continue
+		}
+		statuses := []string{"ok", "error"}
+		if md.Role == "shadow" {
+			statuses = append(statuses, "timeout")
+			m.drops.WithLabelValues(md.Name, md.Version, md.Role)
+			m.sampledOut.WithLabelValues(md.Name, md.Version, md.Role)
+			m.timeouts.WithLabelValues(md.Name, md.Version, md.Role)
+		}
+		for _, st := range statuses {
+			m.requests.WithLabelValues(md.Name, md.Version, md.Role, st)
+		}
+		m.errors.WithLabelValues(md.Name, md.Version, md.Role)
+		m.latency.WithLabelValues(md.Name, md.Version, md.Role)
+	}
+	for md := range m.known {
+		if now[md] {
+			continue
+		}
+		// A version that is loaded in another role keeps its series of
+		// this one: the counts of the role it had are still true.
+		loaded := false
+		for other := range now {
+			loaded = loaded || other.Name == md.Name && other.Version == md.Version
+		}
+		if loaded {
+			now[md] = true
+			continue
+		}
+		labels := prometheus.Labels{"model": md.Name, "version": md.Version}
+		for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.latency.MetricVec, m.drops.MetricVec, m.sampledOut.MetricVec, m.timeouts.MetricVec} {
+			v.DeletePartialMatch(labels)
+		}
+	}
+	m.known = now
 }
 
 // Run records one model run.

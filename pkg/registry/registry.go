@@ -167,6 +167,12 @@ type Registry struct {
 	// republished. It is called with the registry's lock held and must not
 	// call back into the registry.
 	OnShadows func(n int)
+	// Shared says the deployment is shared with other replicas through
+	// the store: the registry then never saves it on its own at start, so
+	// that a replica whose files differ cannot overwrite what the others
+	// serve, and it follows the persisted primary as soon as it loads
+	// (see Follow).
+	Shared bool
 
 	mu       sync.Mutex
 	models   []*Model              // loaded versions
@@ -176,8 +182,12 @@ type Registry struct {
 	settings map[string]Settings // by name
 	state    atomic.Pointer[snapshot]
 	open     sync.WaitGroup // one per session not yet closed
-	loads    sync.WaitGroup // background loads
-	closed   bool
+	// wanted is the shared deployment being followed, and syncWarning why
+	// its primary is not the one serving here ("" when it is).
+	wanted      *understudy.Deployment
+	syncWarning string
+	loads       sync.WaitGroup // background loads
+	closed      bool
 }
 
 // New returns a registry for dir that loads files with load.
@@ -218,7 +228,9 @@ func (r *Registry) event(kind, name, version, actor, detail string) {
 func (r *Registry) deployment() understudy.Deployment {
 	d := understudy.Deployment{Settings: map[string]understudy.ShadowSettings{}}
 	if r.primary != nil {
-		d.Primary = r.primary.Ref()
+		// With the content's full sha256, so that a replica follows only
+		// the very same file.
+		d.Primary, d.PrimarySHA256 = r.primary.Ref(), r.primary.info.SHA256
 	}
 	for _, m := range r.previous {
 		d.Previous = append(d.Previous, m.Ref())
@@ -285,6 +297,12 @@ func (r *Registry) LoadDir(preferred string, persisted *understudy.Deployment) e
 		}
 	}
 	r.publish()
+	if r.Shared && persisted != nil && persisted.Primary.Name != "" {
+		want := *persisted
+		r.wanted = &want
+		r.follow("startup")
+		return nil
+	}
 	r.deployed()
 	return nil
 }
@@ -531,6 +549,8 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 			r.deployed()
 		}
 		r.publish()
+		// A shared deployment's primary whose file has just arrived.
+		r.follow(actor)
 	}
 }
 
@@ -628,6 +648,40 @@ func (r *Registry) AcquirePrimary() (*understudy.ServingModel, func(), bool) {
 		}
 	}
 	return nil, nil, false
+}
+
+// Acquire implements understudy.Models: the primary when name and version
+// name it ("" matches any), else an error that says why the name cannot
+// answer: unknown (ENOTFOUND) or loaded but not serving, such as a shadow
+// or a rollback target (ECONFLICT).
+func (r *Registry) Acquire(name, version string) (*understudy.ServingModel, func(), error) {
+	for range 3 {
+		s := r.state.Load()
+		if s == nil || s.primary == nil {
+			break
+		}
+		p := s.primary
+		if (name != "" && p.Name != name) || (version != "" && p.Version != version) {
+			break
+		}
+		if p.Acquire() {
+			return &p.primary, p.Release, nil
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name == "" {
+		return nil, nil, understudy.Errorf(understudy.EUNAVAILABLE, "no primary model is loaded; add a .onnx file to the models directory or check GET /models for load errors")
+	}
+	m := r.find(name, version)
+	if m == nil {
+		return nil, nil, r.notLoaded(name, version)
+	}
+	primary := "none is loaded"
+	if r.primary != nil {
+		primary = fmt.Sprintf("the primary is %s@%s", r.primary.Name, r.primary.Version)
+	}
+	return nil, nil, understudy.Errorf(understudy.ECONFLICT, "model %s@%s is loaded as %s, not as the primary; only the primary answers inference requests, and shadows get copies of its traffic (%s)", m.Name, m.Version, m.info.Role, primary)
 }
 
 // Shadows returns the current shadows, each acquired; the caller releases them.

@@ -7,7 +7,7 @@ import (
 )
 
 // Compare compares the outputs of a primary and a shadow for one request.
-// The rules, also documented in the README:
+// The rules, also documented in docs/statistics.md:
 //
 //   - Only outputs with the same name in both models are compared; an output
 //     in one model only, or with a different shape or element family, is

@@ -6,6 +6,9 @@ package understudy
 import (
 	"errors"
 	"fmt"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
 )
 
 // Error codes name what kind of failure an error is, so that the HTTP layer
@@ -61,4 +64,53 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// Status is how one error code reads on each transport.
+type Status struct {
+	HTTP int
+	GRPC codes.Code
+}
+
+// statuses is the one table from error codes to transport statuses, so that
+// a client gets the same meaning from /predict, OIP REST and OIP gRPC.
+var statuses = map[string]Status{
+	EINVALID:      {http.StatusBadRequest, codes.InvalidArgument},
+	EUNAUTHORIZED: {http.StatusUnauthorized, codes.Unauthenticated},
+	EFORBIDDEN:    {http.StatusForbidden, codes.PermissionDenied},
+	ENOTFOUND:     {http.StatusNotFound, codes.NotFound},
+	ECONFLICT:     {http.StatusConflict, codes.FailedPrecondition},
+	ETOOLARGE:     {http.StatusRequestEntityTooLarge, codes.ResourceExhausted},
+	EMODEL:        {http.StatusUnprocessableEntity, codes.Internal},
+	EUNAVAILABLE:  {http.StatusServiceUnavailable, codes.Unavailable},
+	ETIMEOUT:      {http.StatusGatewayTimeout, codes.DeadlineExceeded},
+	EINTERNAL:     {http.StatusInternalServerError, codes.Internal},
+}
+
+// StatusOf returns the transport statuses of err's code; anything without
+// a code is internal.
+func StatusOf(err error) Status {
+	if s, ok := statuses[ErrorCode(err)]; ok {
+		return s
+	}
+	return statuses[EINTERNAL]
+}
+
+// MaxRequestIDLen is the longest request id a client may choose.
+const MaxRequestIDLen = 128
+
+// CheckRequestID refuses a client's request id that could not be stored and
+// echoed unchanged: too long, or holding a control character, which a
+// response header would send raw or mangle. what names where the id came
+// from, e.g. `"id"`.
+func CheckRequestID(id, what string) error {
+	if len(id) > MaxRequestIDLen {
+		return Errorf(EINVALID, "%s is %d characters; at most %d are allowed", what, len(id), MaxRequestIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c == 0x7f {
+			return Errorf(EINVALID, "%s has a control character (byte 0x%02x at %d); an id may hold printable characters only", what, c, i)
+		}
+	}
+	return nil
 }

@@ -170,9 +170,12 @@ type ShadowSettings struct {
 // Deployment is the state that survives a restart: which version serves,
 // what to roll back to, and each model's shadow settings (by name).
 type Deployment struct {
-	Primary  ModelRef                  `json:"primary"`
-	Previous []ModelRef                `json:"previous,omitempty"` // rollback stack, newest last
-	Settings map[string]ShadowSettings `json:"settings,omitempty"`
+	Primary ModelRef `json:"primary"`
+	// PrimarySHA256 is the primary file's whole digest, so that a replica
+	// following the deployment serves only the very same content.
+	PrimarySHA256 string                    `json:"primary_sha256,omitempty"`
+	Previous      []ModelRef                `json:"previous,omitempty"` // rollback stack, newest last
+	Settings      map[string]ShadowSettings `json:"settings,omitempty"`
 }
 
 // SettingsPatch changes some of a model's shadow settings; nil fields stay.

@@ -19,6 +19,12 @@ type Models interface {
 	// called when the request is done with it; ok is false when no primary
 	// is loaded.
 	AcquirePrimary() (m *ServingModel, release func(), ok bool)
+	// Acquire returns the primary if it has this name and version (""
+	// matches any), with a release func like AcquirePrimary's. Otherwise
+	// it says why not: ENOTFOUND for a name or version that is not
+	// loaded, ECONFLICT for a loaded model that does not answer requests
+	// (a shadow, a rollback target), EUNAVAILABLE when there is no primary.
+	Acquire(name, version string) (m *ServingModel, release func(), err error)
 	// List describes every model file, for GET /models.
 	List() []ModelInfo
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -48,10 +49,8 @@ func decodeExplicit(raw []byte, info TensorInfo) (*Tensor, error) {
 	if ex.Shape == nil || ex.Data == nil {
 		return nil, Errorf(EINVALID, "input %q: explicit form needs both \"shape\" and \"data\"", info.Name)
 	}
-	for i, d := range *ex.Shape {
-		if d < 0 {
-			return nil, Errorf(EINVALID, "input %q: explicit shape %s has a negative dimension at %d", info.Name, FormatShape(*ex.Shape), i)
-		}
+	if _, err := shapeElems(*ex.Shape, info.Name, "explicit shape"); err != nil {
+		return nil, err
 	}
 	t, err := parseNested(*ex.Data, info.Name, info.DType)
 	if err != nil {
@@ -60,18 +59,98 @@ func decodeExplicit(raw []byte, info TensorInfo) (*Tensor, error) {
 	if len(t.Shape) != 1 {
 		return nil, Errorf(EINVALID, "input %q: explicit \"data\" must be a flat array, got shape %s", info.Name, FormatShape(t.Shape))
 	}
-	want := int64(1)
-	for _, d := range *ex.Shape {
-		if d != 0 && want > math.MaxInt32/d {
-			return nil, Errorf(EINVALID, "input %q: explicit shape %s is too large", info.Name, FormatShape(*ex.Shape))
-		}
-		want *= d
+	if err := reshape(t, *ex.Shape, info.Name, "explicit shape"); err != nil {
+		return nil, err
 	}
-	if want != t.Shape[0] {
-		return nil, Errorf(EINVALID, "input %q: explicit shape %s holds %d elements, but data has %d", info.Name, FormatShape(*ex.Shape), want, t.Shape[0])
-	}
-	t.Shape = append(make([]int64, 0, len(*ex.Shape)), *ex.Shape...)
 	return t, nil
+}
+
+// DecodeShaped parses the data of an input whose shape the client declared
+// apart from it, as the Open Inference Protocol does: data may be flat, in
+// row-major order, or nested to the declared shape. The result is checked
+// against info like DecodeTensor's.
+func DecodeShaped(raw []byte, shape []int64, info TensorInfo) (*Tensor, error) {
+	if _, err := shapeElems(shape, info.Name, "shape"); err != nil {
+		return nil, err
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, Errorf(EINVALID, "input %q: no \"data\" given; want a flat or nested array of %s holding shape %s", info.Name, info.DType, FormatShape(shape))
+	}
+	t, err := parseNested(raw, info.Name, info.DType)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(t.Shape) == 1:
+		if err := reshape(t, shape, info.Name, "shape"); err != nil {
+			return nil, err
+		}
+	case !slices.Equal(t.Shape, shape):
+		return nil, Errorf(EINVALID, "input %q: \"data\" is nested to shape %s, but \"shape\" is %s; send data flat in row-major order or nested to the shape", info.Name, FormatShape(t.Shape), FormatShape(shape))
+	default:
+		t.Shape = slices.Clone(shape)
+	}
+	if err := checkShape(t.Shape, info); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// CheckTensor checks a tensor built from another encoding (raw bytes, typed
+// protobuf contents) against the input it is for, with the same rules and
+// messages as DecodeTensor.
+func CheckTensor(t *Tensor, info TensorInfo) error {
+	if t.DType != info.DType {
+		return Errorf(EINVALID, "input %q: got %v, want %v", info.Name, t.DType, info.DType)
+	}
+	return checkShape(t.Shape, info)
+}
+
+// checkNUL refuses a string with a NUL byte: ONNX Runtime's string tensors
+// take C strings, so the model would silently see the value cut short.
+func checkNUL(name, where, s string) error {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return Errorf(EINVALID, "input %q: element %s has a NUL byte at %d; string tensors end at NUL, so the model would see it cut short", name, where, i)
+	}
+	return nil
+}
+
+// CheckShape checks a client's shape against the input it is for, before
+// any data is read or allocated.
+func CheckShape(shape []int64, info TensorInfo) error { return checkShape(shape, info) }
+
+// shapeElems returns how many elements a client's shape holds, refusing
+// negative dimensions and shapes too large to allocate. what names the
+// shape in messages.
+func shapeElems(shape []int64, name, what string) (int, error) {
+	n := int64(1)
+	for i, d := range shape {
+		if d < 0 {
+			return 0, Errorf(EINVALID, "input %q: %s %s has a negative dimension at %d", name, what, FormatShape(shape), i)
+		}
+	}
+	for _, d := range shape {
+		if d != 0 && n > math.MaxInt32/d {
+			return 0, Errorf(EINVALID, "input %q: %s %s is too large", name, what, FormatShape(shape))
+		}
+		n *= d
+	}
+	return int(n), nil
+}
+
+// reshape gives flat t the client's shape, which must hold as many
+// elements as t has.
+func reshape(t *Tensor, shape []int64, name, what string) error {
+	want, err := shapeElems(shape, name, what)
+	if err != nil {
+		return err
+	}
+	if int64(want) != t.Shape[0] {
+		return Errorf(EINVALID, "input %q: %s %s holds %d elements, but data has %d", name, what, FormatShape(shape), want, t.Shape[0])
+	}
+	t.Shape = slices.Clone(shape)
+	return nil
 }
 
 func checkShape(shape []int64, info TensorInfo) error {
@@ -393,6 +472,9 @@ func (p *parser) scalar() error {
 		s, err := unquote(tok)
 		if err != nil {
 			return p.syntax("invalid string " + clip(tok))
+		}
+		if err := checkNUL(p.name, p.where(), s); err != nil {
+			return err
 		}
 		p.v.str = append(p.v.str, s)
 		return nil

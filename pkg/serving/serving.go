@@ -1,0 +1,141 @@
+// Package serving is the request path that every front end shares: the
+// plain JSON /predict, the Open Inference Protocol over REST and over gRPC.
+// It acquires the model, runs it, and hands the prediction to the store and
+// the shadows before the answer goes back, so that each front end only
+// decodes and encodes. It knows the domain only; it must not import an
+// adapter (http, grpc, onnx, sqlite).
+package serving
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// Service runs requests on the primary.
+type Service struct {
+	Models understudy.Models
+	// OnPredict receives every prediction of the primary, failed runs
+	// included, before the answer is written. It must not block.
+	OnPredict func(*understudy.Prediction)
+
+	inFlight atomic.Int64
+	runs     atomic.Int64
+}
+
+// InFlight returns how many requests are being read or run now, over every
+// front end: the shadows' measure of how busy the primary is.
+func (s *Service) InFlight() int64 { return s.inFlight.Load() }
+
+// Begin counts a request as in flight from the moment it arrives, before
+// its body is read. The returned func ends that, once; Infer calls it as
+// soon as the run is over, so that handing the prediction to the shadows
+// never finds the server busy with this very request.
+func (s *Service) Begin() (end func()) {
+	s.inFlight.Add(1)
+	var done atomic.Bool
+	return func() {
+		if done.CompareAndSwap(false, true) {
+			s.inFlight.Add(-1)
+		}
+	}
+}
+
+// Call is one inference request, decoded as far as the front end can
+// without the model.
+type Call struct {
+	// ID is the request id, already checked with understudy.CheckRequestID.
+	ID string
+	// Model and Version name what the client asked for; empty means the
+	// primary, whatever it is.
+	Model, Version string
+	// Received is when the request arrived.
+	Received time.Time
+	// BodySize is the size of the request as it came over the wire.
+	BodySize int
+	// Decode turns the request's inputs into tensors checked against the
+	// model's signature.
+	Decode func(sig *understudy.Signature) (map[string]*understudy.Tensor, error)
+	// End is Begin's func; Infer calls it when the run is over.
+	End func()
+}
+
+// Answer is the primary's answer to a Call.
+type Answer struct {
+	Model   *understudy.ServingModel
+	Outputs map[string]*understudy.Tensor
+	Latency time.Duration
+}
+
+// Infer runs c on the primary and hands the prediction over. A model that
+// fails on the input is handed over as a failed prediction and returned as
+// the error; a client that went away during the run gets ctx's error, and
+// nothing is stored.
+func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
+	if c.End != nil {
+		defer c.End()
+	}
+	m, release, err := s.Models.Acquire(c.Model, c.Version)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	inputs, err := c.Decode(&m.Signature)
+	if err != nil {
+		return nil, err
+	}
+	var stats understudy.RunStats
+	runCtx := ctx
+	// Reading a thread's CPU clock is a system call; every 16th request is
+	// a large enough sample for the report's CPU per inference.
+	if s.runs.Add(1)%16 == 0 {
+		runCtx = understudy.WithRunStats(ctx, &stats)
+	}
+	start := time.Now()
+	outputs, err := m.Runner.Run(runCtx, inputs)
+	latency := time.Since(start)
+	if c.End != nil {
+		c.End()
+	}
+	p := &understudy.Prediction{ID: c.ID, Time: c.Received, Model: m.Name, Version: m.Version, Signature: &m.Signature,
+		Inputs: inputs, Latency: latency, CPU: stats.CPU, Status: understudy.StatusOK, BodySize: c.BodySize}
+	if err != nil {
+		if ctx.Err() != nil {
+			// The client is gone; nobody reads the answer.
+			return nil, ctx.Err()
+		}
+		p.Status, p.Error = understudy.StatusError, understudy.ErrorMessage(err)
+		s.notify(p)
+		return nil, err
+	}
+	p.Outputs = outputs
+	// Handed over before the client can read the answer: a label sent the
+	// moment the answer arrives must find its prediction.
+	s.notify(p)
+	return &Answer{Model: m, Outputs: outputs, Latency: latency}, nil
+}
+
+func (s *Service) notify(p *understudy.Prediction) {
+	if s.OnPredict != nil {
+		s.OnPredict(p)
+	}
+}
+
+func init() {
+	// Draw request ids' randomness in blocks rather than one system call
+	// per request.
+	uuid.EnableRandPool()
+}
+
+// NewID returns a new time-ordered request id (a UUIDv7).
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
