@@ -5,7 +5,7 @@
 --
 -- Histogram columns (BLOB) are sparse bucket counts, encoded as pairs of
 -- uvarints (bucket index minus the previous index, count), indexes ascending;
--- pkg/sqlite/histogram.go defines the buckets.
+-- pkg/store/histogram.go defines the buckets and sparse.go the encoding.
 
 -- +goose Up
 ALTER TABLE shadow_results ADD COLUMN sum_sq_diff REAL;            -- Σ|Δ|² over the first float output

@@ -357,7 +357,14 @@ func benchReport() error {
 	}
 	defer os.RemoveAll(dir)
 	fmt.Println("== report on 1,000,000 stored pairs ==")
-	fill, build, err := report.MeasureReport(dir, 1_000_000)
+	db, err := sqlite.Open(filepath.Join(dir, "report.db"), sqlite.Options{BatchSize: 5000, QueueSize: 1 << 16})
+	if err != nil {
+		return err
+	}
+	fill, build, err := report.MeasureReport(db, 1_000_000)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/understudy-ml/understudy/pkg/serving"
 	"github.com/understudy-ml/understudy/pkg/shadow"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -145,7 +146,6 @@ type Main struct {
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 	reg       *registry.Registry
-	db        *sqlite.DB
 	mirror    *shadow.Mirror
 	serving   *serving.Service
 	metrics   *metrics.Metrics
@@ -157,6 +157,11 @@ type Main struct {
 	restoreGC int           // GOGC before Run
 	ln        net.Listener
 	serveErr  chan error
+
+	// store is the backend, through its contract; threadStats reads the
+	// counters only the SQLite backend has.
+	store       store.Store
+	threadStats func() sqlite.ThreadStats
 }
 
 // NewMain returns a Main with the default configuration.
@@ -358,14 +363,16 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.StoreOptions != nil {
 		m.StoreOptions(&so)
 	}
-	if m.db, err = sqlite.Open(c.DB, so); err != nil {
+	db, err := sqlite.Open(c.DB, so)
+	if err != nil {
 		return fmt.Errorf("open database %s: %w", c.DB, err)
 	}
+	m.store, m.threadStats = db, db.ThreadStats
 	m.Log.Info().Str("db", c.DB).Msg("store opened")
 
 	m.lifecycle, m.lcDone = make(chan func(context.Context), 4096), make(chan struct{})
 	go m.storeLifecycle()
-	persisted, err := m.db.LoadDeployment(ctx)
+	persisted, err := m.store.LoadDeployment(ctx)
 	if err != nil {
 		m.Log.Error().Err(err).Msg("cannot read the saved deployment; starting from the models directory")
 	}
@@ -388,13 +395,13 @@ func (m *Main) Run(ctx context.Context) error {
 		m.reg.BatchBusySlots = max(1, m.reg.BatchSlots/2)
 	}
 	m.reg.OnEvent = func(ev understudy.Event) {
-		m.lifecycleDo(func(ctx context.Context) error { return m.db.RecordEvent(ctx, ev) })
+		m.lifecycleDo(func(ctx context.Context) error { return m.store.RecordEvent(ctx, ev) })
 	}
 	m.reg.OnDeploy = func(d understudy.Deployment) {
-		m.lifecycleDo(func(ctx context.Context) error { return m.db.SaveDeployment(ctx, d) })
+		m.lifecycleDo(func(ctx context.Context) error { return m.store.SaveDeployment(ctx, d) })
 	}
 	m.reg.OnModel = func(info understudy.ModelInfo) {
-		m.lifecycleDo(func(ctx context.Context) error { return m.db.RecordModel(ctx, info) })
+		m.lifecycleDo(func(ctx context.Context) error { return m.store.RecordModel(ctx, info) })
 	}
 	// The shadow workers, and the store's thread for shadow results.
 	extra := c.ShadowWorkers
@@ -434,22 +441,22 @@ func (m *Main) Run(ctx context.Context) error {
 		LogPayloads: c.LogPayloads,
 		Ready:       m.reg.Ready,
 		Degraded:    m.degraded,
-		Labels:      m.db.SetLabels,
+		Labels:      m.store.SetLabels,
 		Admin:       m.reg,
 		AdminToken:  c.AdminToken,
 		Report: func(ctx context.Context, q report.Query) (*report.Report, error) {
 			q.Primary, _ = m.reg.Primary()
-			return report.Build(ctx, m.db, q, report.DefaultThresholds, time.Now())
+			return report.Build(ctx, m.store, q, report.DefaultThresholds, time.Now())
 		},
 		Pairs: func(ctx context.Context, f report.PairFilter) ([]report.Pair, error) {
-			return report.Pairs(ctx, m.db, f)
+			return report.Pairs(ctx, m.store, f)
 		},
 		Request: func(ctx context.Context, id string) (*report.RequestDetail, error) {
-			return report.Request(ctx, m.db, id)
+			return report.Request(ctx, m.store, id)
 		},
 		ReportToken: c.ReportToken,
 		Events: func(ctx context.Context, model string, limit int) ([]understudy.Event, error) {
-			return m.db.Events(ctx, sqlite.EventFilter{Model: model, Limit: limit})
+			return m.store.Events(ctx, store.EventFilter{Model: model, Limit: limit})
 		},
 		Extra: func(r chi.Router) {
 			r.Method(http.MethodGet, "/metrics", m.metrics.Handler())
@@ -461,7 +468,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	busy := func() bool { return c.ShedWhenBusy && m.serving.InFlight() >= busyAt }
 	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy},
-		m.reg.Shadows, m.db, m.metrics, m.Log.With().Str("component", "shadow").Logger())
+		m.reg.Shadows, m.store, m.metrics, m.Log.With().Str("component", "shadow").Logger())
 	m.registerGauges()
 
 	m.ln, err = net.Listen("tcp", c.Addr)
@@ -611,7 +618,7 @@ func (m *Main) storeLifecycle() {
 // mirror. Each of them only enqueues, so the request never waits.
 func (m *Main) onPredict(p *understudy.Prediction) {
 	m.metrics.Run(p.Model, p.Version, "primary", p.Status, p.Latency)
-	m.db.WritePrediction(p)
+	m.store.WritePrediction(p)
 	if p.Status == understudy.StatusOK {
 		m.mirror.Submit(p, p.Signature.Outputs)
 	}
@@ -628,26 +635,26 @@ func (m *Main) degraded() []string {
 
 func (m *Main) registerGauges() {
 	m.metrics.GaugeFunc("understudy_shadow_queue_depth", "Shadow jobs waiting for a worker.", func() float64 { return float64(m.mirror.QueueDepth()) })
-	m.metrics.GaugeFunc("understudy_store_queue_depth", "Rows waiting for the store's writer.", func() float64 { return float64(m.db.Stats().QueueDepth) })
-	tables := map[string]func(sqlite.Stats) sqlite.TableStats{
-		"predictions":    func(s sqlite.Stats) sqlite.TableStats { return s.Predictions },
-		"shadow_results": func(s sqlite.Stats) sqlite.TableStats { return s.ShadowResults },
-		"shadow_skips":   func(s sqlite.Stats) sqlite.TableStats { return s.Skips },
+	m.metrics.GaugeFunc("understudy_store_queue_depth", "Rows waiting for the store's writer.", func() float64 { return float64(m.store.Stats().QueueDepth) })
+	tables := map[string]func(store.Stats) store.TableStats{
+		"predictions":    func(s store.Stats) store.TableStats { return s.Predictions },
+		"shadow_results": func(s store.Stats) store.TableStats { return s.ShadowResults },
+		"shadow_skips":   func(s store.Stats) store.TableStats { return s.Skips },
 	}
 	for table, get := range tables {
 		labels := prometheus.Labels{"table": table}
-		m.metrics.CounterFunc("understudy_store_rows_written_total", "Rows committed to the database.", labels, func() float64 { return float64(get(m.db.Stats()).Written) })
-		m.metrics.CounterFunc("understudy_store_rows_lost_total", "Rows that could not be stored (queue full, write failed).", labels, func() float64 { return float64(get(m.db.Stats()).Lost) })
+		m.metrics.CounterFunc("understudy_store_rows_written_total", "Rows committed to the database.", labels, func() float64 { return float64(get(m.store.Stats()).Written) })
+		m.metrics.CounterFunc("understudy_store_rows_lost_total", "Rows that could not be stored (queue full, write failed).", labels, func() float64 { return float64(get(m.store.Stats()).Lost) })
 	}
 	m.metrics.CounterFunc("understudy_store_shadow_commits_taken_back_total",
 		"Commits of shadow results the writer made at normal priority because the low-priority thread had not started them within 5ms: a sign of saturated cores.",
-		nil, func() float64 { return float64(m.db.Stats().ShadowCommitsTakenBack) })
+		nil, func() float64 { return float64(m.threadStats().ShadowCommitsTakenBack) })
 	m.metrics.CounterFunc("understudy_store_shadow_commits_raised_total",
 		"Commits of shadow results the low-priority thread had started but could not finish for lack of CPU, finished at normal priority so that the writer does not wait on it.",
-		nil, func() float64 { return float64(m.db.Stats().ShadowCommitsRaised) })
+		nil, func() float64 { return float64(m.threadStats().ShadowCommitsRaised) })
 	m.metrics.CounterFunc("understudy_store_checkpoints_total",
 		"Write-ahead log checkpoints run by the store on its low-priority thread (SQLite's own are off while that thread exists).",
-		nil, func() float64 { return float64(m.db.Stats().Checkpoints) })
+		nil, func() float64 { return float64(m.threadStats().Checkpoints) })
 	m.metrics.TrackModels(func() []metrics.Model {
 		var out []metrics.Model
 		for _, info := range m.reg.List() {
@@ -738,14 +745,14 @@ func (m *Main) Close() error {
 		<-m.lcDone
 		m.lifecycle = nil
 	}
-	if m.db != nil {
-		if err := m.db.Close(); err != nil {
+	if m.store != nil {
+		if err := m.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
 		}
-		st := m.db.Stats()
+		st := m.store.Stats()
 		m.Log.Info().Int64("predictions", st.Predictions.Written).Int64("shadow_results", st.ShadowResults.Written).
 			Int64("lost", st.Predictions.Lost+st.ShadowResults.Lost+st.Skips.Lost).Msg("store flushed and closed")
-		m.db = nil
+		m.store, m.threadStats = nil, nil
 	}
 	if m.rt != nil {
 		if err := m.rt.Close(); err != nil {

@@ -359,7 +359,7 @@ func TestFullStoreKeepsServing(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
 		}
 	}
-	m.db.Flush(context.Background())
+	m.store.Flush(context.Background())
 	metrics := testRequest(t, "GET", m.URL()+"/metrics", nil)
 	lost := regexp.MustCompile(`understudy_store_rows_lost_total\{table="predictions"\} (\d+)`).FindSubmatch(metrics.Body)
 	if lost == nil {

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/stats"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -35,9 +35,6 @@ const (
 	EventsListed = 50
 )
 
-// exactMaxPairs is ExactMaxPairs, lowered by tests of the histogram path.
-var exactMaxPairs int64 = ExactMaxPairs
-
 var chartSteps = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour,
 	3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 28 * 24 * time.Hour}
 
@@ -53,10 +50,10 @@ var chartSteps = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute,
 // the window holds at most ExactMaxPairs pairs of the shadow, else from the
 // rollups' histograms; KS reads the newest KSSamples pairs, accuracy the
 // labelled requests of the window, and the disagreement lists a few
-// minutes of rows found through the rollups. All reads share one snapshot
-// of the read pool and never block the writer. Rows stored before the
-// rollups existed (migration 00003) are not counted.
-func Build(ctx context.Context, db *sqlite.DB, q Query, th Thresholds, now time.Time) (*Report, error) {
+// minutes of rows found through the rollups. All reads but the models and
+// events share one store.Snapshot. Rows a backend stored before it kept
+// rollups (SQLite's migration 00003) are not counted.
+func Build(ctx context.Context, db store.Reader, q Query, th Thresholds, now time.Time) (*Report, error) {
 	start := time.Now()
 	if q.Window == "" {
 		q.Window = "1h"
@@ -76,7 +73,7 @@ func Build(ctx context.Context, db *sqlite.DB, q Query, th Thresholds, now time.
 		r.From = now.Add(-dur).Truncate(time.Minute)
 	}
 
-	snap, err := db.BeginRead(ctx)
+	snap, err := db.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +101,7 @@ func Build(ctx context.Context, db *sqlite.DB, q Query, th Thresholds, now time.
 			return nil, err
 		}
 	}
-	summaries, err := snap.ShadowSummaries(ctx, sqlite.RollupFilter{Shadow: q.Shadow, Version: q.Version, From: r.From, To: r.To, Step: chartStep(span, r.To)})
+	summaries, err := snap.ShadowSummaries(ctx, store.RollupFilter{Shadow: q.Shadow, Version: q.Version, From: r.From, To: r.To, Step: chartStep(span, r.To)})
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +109,7 @@ func Build(ctx context.Context, db *sqlite.DB, q Query, th Thresholds, now time.
 	if err != nil {
 		return nil, err
 	}
-	b := &builder{snap: snap, r: r, q: q, th: th, primaries: primaries, models: map[understudy.ModelRef]sqlite.ModelRecord{}}
+	b := &builder{snap: snap, r: r, q: q, th: th, primaries: primaries, models: map[understudy.ModelRef]store.ModelRecord{}}
 	for _, m := range models {
 		b.models[understudy.ModelRef{Name: m.Name, Version: m.Version}] = m
 	}
@@ -127,7 +124,7 @@ func Build(ctx context.Context, db *sqlite.DB, q Query, th Thresholds, now time.
 	if r.Versions, err = snap.ShadowVersions(ctx); err != nil {
 		return nil, err
 	}
-	if r.Events, err = db.Events(ctx, sqlite.EventFilter{Limit: EventsListed}); err != nil {
+	if r.Events, err = db.Events(ctx, store.EventFilter{Limit: EventsListed}); err != nil {
 		return nil, err
 	}
 	r.ElapsedMS = float64(time.Since(start).Microseconds()) / 1000
@@ -150,15 +147,15 @@ func chartStep(from, to time.Time) time.Duration {
 }
 
 type builder struct {
-	snap      *sqlite.Snapshot
+	snap      store.Snapshot
 	r         *Report
 	q         Query
 	th        Thresholds
-	primaries []sqlite.PrimaryCounts
-	models    map[understudy.ModelRef]sqlite.ModelRecord
+	primaries []store.PrimaryCounts
+	models    map[understudy.ModelRef]store.ModelRecord
 }
 
-func (b *builder) shadow(ctx context.Context, sm *sqlite.ShadowSummary) (*ShadowReport, error) {
+func (b *builder) shadow(ctx context.Context, sm *store.ShadowSummary) (*ShadowReport, error) {
 	r, q, tot := b.r, b.q, &sm.Total
 	sr := &ShadowReport{Name: sm.Shadow, Version: sm.Version, PrimaryVersions: sm.Primaries}
 	if sr.PrimaryVersions == nil {
@@ -168,7 +165,7 @@ func (b *builder) shadow(ctx context.Context, sm *sqlite.ShadowSummary) (*Shadow
 	// The primary's side is the versions this shadow was compared with;
 	// its resources are those of the serving one, or else of the one that
 	// answered most requests.
-	var prim sqlite.PrimaryCounts
+	var prim store.PrimaryCounts
 	var main understudy.ModelRef
 	var mainRequests int64 = -1
 	for _, p := range b.primaries {
@@ -204,7 +201,7 @@ func (b *builder) shadow(ctx context.Context, sm *sqlite.ShadowSummary) (*Shadow
 	if err != nil {
 		return nil, err
 	}
-	var cells []sqlite.ConfusionCell
+	var cells []store.ConfusionCell
 	if tot.ClassRows > 0 {
 		if cells, err = b.snap.Confusion(ctx, sm.Shadow, sm.Version, r.From, r.To); err != nil {
 			return nil, err
@@ -212,8 +209,12 @@ func (b *builder) shadow(ctx context.Context, sm *sqlite.ShadowSummary) (*Shadow
 		sr.Classification = classification(classOut, tot, cells)
 	}
 
-	exact := tot.Pairs <= exactMaxPairs
-	var samples *sqlite.PairSamples
+	exactMax := int64(ExactMaxPairs)
+	if q.ExactMaxPairs > 0 {
+		exactMax = q.ExactMaxPairs
+	}
+	exact := tot.Pairs <= exactMax
+	var samples *store.PairSamples
 	if exact {
 		if samples, err = b.snap.PairSamples(ctx, sm.Shadow, sm.Version, r.From, r.To); err != nil {
 			return nil, err
@@ -251,13 +252,13 @@ func (b *builder) shadow(ctx context.Context, sm *sqlite.ShadowSummary) (*Shadow
 
 	sr.Charts = charts(sm, q.Tolerance)
 
-	latest, err := b.snap.Pairs(ctx, sqlite.PairFilter{Shadow: sm.Shadow, Version: sm.Version, Since: r.From, Until: r.To,
-		DisagreeOnly: true, Tolerance: q.Tolerance, Order: sqlite.ByTime, Limit: Listed})
+	latest, err := b.snap.Pairs(ctx, store.PairFilter{Shadow: sm.Shadow, Version: sm.Version, Since: r.From, Until: r.To,
+		DisagreeOnly: true, Tolerance: q.Tolerance, Order: store.ByTime, Limit: Listed})
 	if err != nil {
 		return nil, err
 	}
-	largest, err := b.snap.Pairs(ctx, sqlite.PairFilter{Shadow: sm.Shadow, Version: sm.Version, Since: r.From, Until: r.To,
-		Order: sqlite.ByDiff, Limit: Listed})
+	largest, err := b.snap.Pairs(ctx, store.PairFilter{Shadow: sm.Shadow, Version: sm.Version, Since: r.From, Until: r.To,
+		Order: store.ByDiff, Limit: Listed})
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +280,7 @@ func ratio[T int64 | float64](a, b T) float64 {
 // Wilson interval count every row of that output; the confusion matrix and
 // κ count the rows whose classes are integers (string classes only agree or
 // not).
-func classification(output string, tot *sqlite.ShadowCounts, cells []sqlite.ConfusionCell) *Classification {
+func classification(output string, tot *store.ShadowCounts, cells []store.ConfusionCell) *Classification {
 	c := &Classification{Output: output, Pairs: tot.ClassRows, Agree: tot.AgreeRows}
 	c.Agreement = ratio(c.Agree, c.Pairs)
 	c.WilsonLow, c.WilsonHigh = stats.Wilson(int(c.Agree), int(c.Pairs), stats.Z95)
@@ -290,7 +291,7 @@ func classification(output string, tot *sqlite.ShadowCounts, cells []sqlite.Conf
 
 // confusion lays the cells out as a matrix over the classes either model
 // predicted, ascending.
-func confusion(cells []sqlite.ConfusionCell) (classes []int64, m [][]int64) {
+func confusion(cells []store.ConfusionCell) (classes []int64, m [][]int64) {
 	classes = []int64{}
 	for _, c := range cells {
 		classes = append(classes, c.Primary, c.Shadow)
@@ -311,7 +312,7 @@ func confusion(cells []sqlite.ConfusionCell) (classes []int64, m [][]int64) {
 
 // regression summarises the first float output: MAE and RMSE over every
 // element, max|Δ| and the share of pairs within the tolerance.
-func regression(output string, tot *sqlite.ShadowCounts, samples *sqlite.PairSamples, tol float64) *Regression {
+func regression(output string, tot *store.ShadowCounts, samples *store.PairSamples, tol float64) *Regression {
 	g := &Regression{Output: output, Pairs: tot.FloatPairs, Elements: tot.Elements, Tolerance: tol}
 	if tot.Elements > 0 {
 		g.MAE = finite(tot.SumAbs / float64(tot.Elements))
@@ -351,7 +352,7 @@ func finite(x float64) float64 {
 
 // latency gives percentiles over the ok pairs: exact from samples when
 // given, else from the rollups' histograms (within 0.5%).
-func latency(tot *sqlite.ShadowCounts, samples *sqlite.PairSamples) Latency {
+func latency(tot *store.ShadowCounts, samples *store.PairSamples) Latency {
 	var l Latency
 	qs := []float64{0.5, 0.95, 0.99}
 	var pp, sp []float64
@@ -396,7 +397,7 @@ func latencyRatio(shadow, primary float64) float64 {
 // first output value). McNemarP is the exact McNemar test on B and C; for
 // numbers, B and C count the pairs where the primary, or the shadow, was
 // strictly closer to the label, and the same test is the exact sign test.
-func accuracy(a sqlite.AccuracyCounts) *Accuracy {
+func accuracy(a store.AccuracyCounts) *Accuracy {
 	if a.Labelled == 0 {
 		return nil
 	}
@@ -419,7 +420,7 @@ func accuracy(a sqlite.AccuracyCounts) *Accuracy {
 
 // psi compares the shadow's predicted-class distribution (actual) with the
 // primary's (expected) over the same rows.
-func psi(cells []sqlite.ConfusionCell) *float64 {
+func psi(cells []store.ConfusionCell) *float64 {
 	if len(cells) == 0 {
 		return nil
 	}
@@ -442,7 +443,7 @@ const diffBinsPerDecade = 5
 // charts turns the series into points and the max|Δ| histogram into bars.
 // The agreement series shows class agreement when the shadow has a class
 // output, else the share of pairs within the tolerance.
-func charts(sm *sqlite.ShadowSummary, tol float64) Charts {
+func charts(sm *store.ShadowSummary, tol float64) Charts {
 	ch := Charts{Agreement: []Point{}, Latency: []Point{}, DiffHist: []Bin{}}
 	classes := sm.Total.ClassRows > 0
 	for _, p := range sm.Series {
@@ -464,7 +465,7 @@ func charts(sm *sqlite.ShadowSummary, tol float64) Charts {
 // per decade, from the first bar with pairs to the last; differences below
 // 10⁻¹² (exact matches, mostly) get a bar [0, 10⁻¹²), and those of 10¹² and
 // more one ending at the largest float64.
-func diffBins(h *sqlite.Histogram) []Bin {
+func diffBins(h *store.Histogram) []Bin {
 	bins := []Bin{}
 	if h.Total == 0 {
 		return bins
@@ -499,7 +500,7 @@ func diffBins(h *sqlite.Histogram) []Bin {
 }
 
 // pairs converts stored pairs to the view model.
-func pairs(recs []sqlite.PairRecord) []Pair {
+func pairs(recs []store.PairRecord) []Pair {
 	out := make([]Pair, len(recs))
 	for i, p := range recs {
 		if p.MaxAbsDiff != nil {

@@ -5,30 +5,20 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"strconv"
 	"time"
 
-	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
-// MeasureReport opens a fresh database in dir, fills it through the store's
-// writer (so the rollups are the writer's own) with pairs iris-shaped
-// primary/shadow pairs spread over the week before now, labels 2% of them,
-// and times Build for the window "all". The pairs are varied: |Δ| spans
-// five decades, so that about 0.5% of the classes flip, latencies vary,
-// and 0.2% of shadow runs fail and 0.1% time out.
-func MeasureReport(dir string, pairs int) (fill, build time.Duration, err error) {
-	db, err := sqlite.Open(filepath.Join(dir, "report.db"), sqlite.Options{BatchSize: 5000, QueueSize: 1 << 16})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() {
-		if cerr := db.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-	}()
+// MeasureReport fills db, an empty store, through its writer (so the
+// rollups are the writer's own) with pairs iris-shaped primary/shadow pairs
+// spread over the week before now, labels 2% of them, and times Build for
+// the window "all". The pairs are varied: |Δ| spans five decades, so that
+// about 0.5% of the classes flip, latencies vary, and 0.2% of shadow runs
+// fail and 0.1% time out.
+func MeasureReport(db store.Store, pairs int) (fill, build time.Duration, err error) {
 	ctx := context.Background()
 	now := time.Now()
 	start := time.Now()
@@ -46,7 +36,7 @@ func MeasureReport(dir string, pairs int) (fill, build time.Duration, err error)
 // Fill writes n sample pairs (see MeasureReport) with times spread evenly
 // over [from, to) through db's writer, then labels the share labelled of
 // them. It is deterministic: the same arguments write the same rows.
-func Fill(ctx context.Context, db *sqlite.DB, n int, from, to time.Time, labelled float64) error {
+func Fill(ctx context.Context, db store.Store, n int, from, to time.Time, labelled float64) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	step := to.Sub(from) / time.Duration(max(n, 1))
 	var labels []understudy.Label

@@ -2,6 +2,11 @@
 // shadow: traffic, agreement, accuracy on labelled requests, latency, drift,
 // resource use and a verdict. The same values feed GET /report (HTML) and
 // GET /api/report (JSON).
+//
+// It reads through the store contract (pkg/store) and must not import a
+// backend such as pkg/sqlite: cmd wires one in. Its figures on a fixed set
+// of rows are checked on every backend by report/reporttest, which each
+// backend's tests run (go test ./pkg/sqlite runs them on SQLite).
 package report
 
 import (
@@ -35,6 +40,9 @@ type Query struct {
 	// Primary is the model serving now, which the server knows; zero takes
 	// the model of the newest stored prediction.
 	Primary understudy.ModelRef `json:"-"`
+	// ExactMaxPairs, if positive, replaces ExactMaxPairs, so that tests can
+	// take the histogram path without filling 200,000 pairs.
+	ExactMaxPairs int64 `json:"-"`
 }
 
 // Thresholds decide the verdict. They are configurable on the server.

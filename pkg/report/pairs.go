@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -41,12 +41,17 @@ type PairFilter struct {
 // Pairs returns the stored pairs that f selects, with their inputs, both
 // outputs and the label. DisagreeOnly and Largest stay fast on millions of
 // pairs: the rollups say which minutes can hold a match.
-func Pairs(ctx context.Context, db *sqlite.DB, f PairFilter) ([]Pair, error) {
-	order := sqlite.ByTime
+func Pairs(ctx context.Context, db store.Reader, f PairFilter) ([]Pair, error) {
+	order := store.ByTime
 	if f.Largest {
-		order = sqlite.ByDiff
+		order = store.ByDiff
 	}
-	recs, err := db.Pairs(ctx, sqlite.PairFilter{Shadow: f.Shadow, Version: f.Version, Since: f.Since, Until: f.Until,
+	snap, err := db.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	recs, err := snap.Pairs(ctx, store.PairFilter{Shadow: f.Shadow, Version: f.Version, Since: f.Since, Until: f.Until,
 		DisagreeOnly: f.DisagreeOnly, Tolerance: f.Tolerance, Order: order, Limit: f.Limit})
 	if err != nil {
 		return nil, err
@@ -134,8 +139,13 @@ type ShadowDetail struct {
 }
 
 // Request returns everything stored about a request, or an ENOTFOUND error.
-func Request(ctx context.Context, db *sqlite.DB, requestID string) (*RequestDetail, error) {
-	st, err := db.Request(ctx, requestID)
+func Request(ctx context.Context, db store.Reader, requestID string) (*RequestDetail, error) {
+	snap, err := db.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	st, err := snap.Request(ctx, requestID)
 	if err != nil {
 		return nil, err
 	}

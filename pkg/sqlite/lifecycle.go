@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -52,15 +53,8 @@ func (db *DB) RecordEvent(ctx context.Context, ev understudy.Event) error {
 	return nil
 }
 
-// EventFilter selects events; zero fields select everything.
-type EventFilter struct {
-	Model string
-	Since time.Time
-	Limit int // default 100
-}
-
-// Events returns events, newest first.
-func (db *DB) Events(ctx context.Context, f EventFilter) ([]understudy.Event, error) {
+// Events implements store.Reader.
+func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]understudy.Event, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}

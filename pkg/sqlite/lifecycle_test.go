@@ -4,7 +4,6 @@ import (
 	"context"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/understudy"
@@ -38,33 +37,5 @@ func TestDeploymentRoundTrip(t *testing.T) {
 	got, err := db2.LoadDeployment(ctx)
 	if err != nil || !reflect.DeepEqual(*got, want) {
 		t.Errorf("got %+v, %v; want %+v", got, err, want)
-	}
-}
-
-// Ensure events come back newest first, filtered by model.
-func TestEvents(t *testing.T) {
-	ctx := context.Background()
-	db, _ := openDB(t, sqlite.Options{})
-	base := time.UnixMicro(1_700_000_000_000_000)
-	evs := []understudy.Event{
-		{Time: base, Kind: understudy.EventLoaded, Model: "a", Version: "v1", Actor: "startup", Detail: "load 1 ms"},
-		{Time: base.Add(time.Second), Kind: understudy.EventLoaded, Model: "b", Version: "v2", Actor: "watcher"},
-		{Time: base.Add(2 * time.Second), Kind: understudy.EventPromoted, Model: "b", Version: "v2", Actor: "admin", Detail: "replaces a@v1"},
-	}
-	for _, ev := range evs {
-		if err := db.RecordEvent(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	all, err := db.Events(ctx, sqlite.EventFilter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != 3 || all[0].Kind != understudy.EventPromoted || all[2].Model != "a" || all[0].Detail != "replaces a@v1" || !all[0].Time.Equal(evs[2].Time) {
-		t.Errorf("events = %+v", all)
-	}
-	onlyB, _ := db.Events(ctx, sqlite.EventFilter{Model: "b", Limit: 1})
-	if len(onlyB) != 1 || onlyB[0].Kind != understudy.EventPromoted {
-		t.Errorf("filtered = %+v", onlyB)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -150,12 +151,12 @@ func (db *DB) Prediction(ctx context.Context, requestID string) (*PredictionReco
 		r.LabelTime = time.UnixMicro(labelTimeUS.Int64)
 	}
 	if inputs != nil {
-		if r.Inputs, err = DecodeTensors(inputs); err != nil {
+		if r.Inputs, err = store.DecodeTensors(inputs); err != nil {
 			return nil, fmt.Errorf("read prediction %q inputs: %w", requestID, err)
 		}
 	}
 	if outputs != nil {
-		if r.Outputs, err = DecodeTensors(outputs); err != nil {
+		if r.Outputs, err = store.DecodeTensors(outputs); err != nil {
 			return nil, fmt.Errorf("read prediction %q outputs: %w", requestID, err)
 		}
 	}
@@ -188,7 +189,7 @@ func (db *DB) ShadowResults(ctx context.Context, requestID string) ([]*understud
 		s.Latency = time.Duration(latencyUS) * time.Microsecond
 		s.Error = errText.String
 		if outputs != nil {
-			if s.Outputs, err = DecodeTensors(outputs); err != nil {
+			if s.Outputs, err = store.DecodeTensors(outputs); err != nil {
 				return nil, fmt.Errorf("read shadow result %q of %s: %w", requestID, s.Shadow, err)
 			}
 		}
@@ -226,23 +227,8 @@ func (db *DB) Skips(ctx context.Context, shadow string) (sampledOut, dropped int
 	return sampledOut, dropped, nil
 }
 
-// ModelRecord is one model version as the store has seen it.
-type ModelRecord struct {
-	Name      string
-	Version   string
-	SHA256    string
-	File      string
-	Size      int64
-	Signature *understudy.Signature
-	Metadata  *understudy.Metadata
-	FirstSeen time.Time
-	LastSeen  time.Time
-	// MemoryBytes is the resident memory its load added; 0 if unknown.
-	MemoryBytes int64
-}
-
-// Models returns every recorded model version, by name and first sighting.
-func (db *DB) Models(ctx context.Context) ([]ModelRecord, error) {
+// Models implements store.Reader.
+func (db *DB) Models(ctx context.Context) ([]store.ModelRecord, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT name, version, sha256, file, size, signature, metadata, first_seen_us, last_seen_us,
 			coalesce(memory_bytes, 0)
 		FROM models ORDER BY name, first_seen_us, version`)
@@ -250,10 +236,10 @@ func (db *DB) Models(ctx context.Context) ([]ModelRecord, error) {
 		return nil, fmt.Errorf("read models: %w", err)
 	}
 	defer rows.Close()
-	var out []ModelRecord
+	var out []store.ModelRecord
 	for rows.Next() {
 		var (
-			m           ModelRecord
+			m           store.ModelRecord
 			sig, meta   []byte
 			first, last int64
 		)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/understudy-ml/understudy/pkg/store"
 )
 
 // retain applies retention every RetentionInterval until ctx is done.
@@ -19,7 +21,7 @@ func (db *DB) retain(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		n, err := db.ApplyRetention(ctx)
+		n, err := db.ApplyRetention(ctx, store.Retention{Days: db.opts.RetainDays, Rows: db.opts.RetainRows, Now: db.opts.Now()})
 		if err != nil && ctx.Err() == nil {
 			if ok, suppressed := db.retainLog.allow(); ok {
 				db.log.Error().Err(err).Int64("deleted", n).Int64("suppressed_errors", suppressed).Msg("store retention failed")
@@ -30,19 +32,22 @@ func (db *DB) retain(ctx context.Context) {
 	}
 }
 
-// ApplyRetention deletes the predictions and shadow results older than
-// RetainDays or older than the newest RetainRows, skip counters older than
-// RetainDays, and the rollups that end before what is kept. It deletes in
-// chunks of at most 2000 rows, each its own statement, so that queued
-// writes get the write connection in between.
-func (db *DB) ApplyRetention(ctx context.Context) (deleted int64, err error) {
+// ApplyRetention implements store.Store: it deletes the predictions and
+// shadow results older than p.Days or older than the newest p.Rows, skip
+// counters older than p.Days, and the rollups that end before what is
+// kept. It deletes in chunks of at most 2000 rows, each its own statement,
+// so that queued writes get the write connection in between.
+func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted int64, err error) {
+	if p.Now.IsZero() {
+		p.Now = time.Now()
+	}
 	type target struct {
 		table string
 		c     *tableCounters
 	}
 	targets := []target{{"predictions", &db.preds}, {"shadow_results", &db.shadows}}
-	if days := db.opts.RetainDays; days > 0 {
-		cutoff := db.opts.Now().Add(-time.Duration(days) * 24 * time.Hour)
+	if days := p.Days; days > 0 {
+		cutoff := p.Now.Add(-time.Duration(days) * 24 * time.Hour)
 		for _, t := range targets {
 			n, err := db.deleteChunks(ctx, `DELETE FROM `+t.table+` WHERE id IN (SELECT id FROM `+t.table+` WHERE time_us < ? ORDER BY time_us LIMIT ?)`, cutoff.UnixMicro())
 			t.c.deleted.Add(n)
@@ -60,7 +65,7 @@ func (db *DB) ApplyRetention(ctx context.Context) (deleted int64, err error) {
 			return deleted, err
 		}
 	}
-	if keep := db.opts.RetainRows; keep > 0 {
+	if keep := p.Rows; keep > 0 {
 		for _, t := range targets {
 			// The time of the newest row beyond the ones to keep, read from
 			// the narrow time index rather than the wide rows. Rows sharing

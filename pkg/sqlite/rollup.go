@@ -6,18 +6,15 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/understudy-ml/understudy/pkg/understudy"
+	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/store/rollup"
 )
 
 // The writer keeps rollups (shadow_rollups, confusion_rollups and
 // primary_rollups) in the same transaction as the rows they summarise, so
-// that they never disagree with the committed rows. Each row is counted at
-// every span: a report covers its window with the coarsest whole spans that
-// fit and reads a few hundred rollup rows instead of millions of pairs.
-
-// rollupSpans are the rollup spans in minutes, finest first: minutes,
-// hours, days.
-var rollupSpans = []int64{1, 60, 1440}
+// that they never disagree with the committed rows. store/rollup counts each
+// row at every span; this file holds the statements that add a batch's
+// counts to the stored ones.
 
 const (
 	// upsertShadowRollup adds a batch's counts to a shadow_rollups row. The
@@ -80,217 +77,47 @@ func (s *rollupStmts) close() error {
 	return err
 }
 
-type rollupKey struct {
-	shadow, version, primary, primaryVersion string
-	span, start                              int64
-}
-
-type rollupDelta struct {
-	pairs, ok, errors, timeouts            int64
-	classPairs, disagreePairs              int64
-	classRows, agreeRows                   int64
-	floatPairs, elements                   int64
-	sumAbs, sumSq                          float64
-	maxAbs                                 sql.NullFloat64
-	diffIdx, latencyIdx, primaryLatencyIdx []int
-	cpuUS, cpuRuns                         int64
-}
-
-type confusionKey struct {
-	shadow, version           string
-	span, start               int64
-	primaryClass, shadowClass int64
-}
-
-type primaryKey struct {
-	model, version string
-	span, start    int64
-}
-
-type primaryDelta struct {
-	requests, errors, cpuUS, cpuRuns int64
-}
-
-// rollups accumulate one batch's committed rows.
-type rollups struct {
-	shadows   map[rollupKey]*rollupDelta
-	confusion map[confusionKey]int64
-	primaries map[primaryKey]*primaryDelta
-}
-
-func newRollups() *rollups {
-	return &rollups{shadows: map[rollupKey]*rollupDelta{}, confusion: map[confusionKey]int64{}, primaries: map[primaryKey]*primaryDelta{}}
-}
-
-func minuteOf(us int64) int64 { return floorDiv(us, 60e6) }
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b < 0 {
-		q--
-	}
-	return q
-}
-
-func (ru *rollups) addPrediction(r *predRow) {
-	minute := minuteOf(r.timeUS)
-	for _, span := range rollupSpans {
-		k := primaryKey{r.model, r.version, span, floorDiv(minute, span) * span}
-		d := ru.primaries[k]
-		if d == nil {
-			d = &primaryDelta{}
-			ru.primaries[k] = d
-		}
-		d.requests++
-		if r.status != understudy.StatusOK {
-			d.errors++
-		}
-		if r.cpuUS.Valid {
-			d.cpuUS += r.cpuUS.Int64
-			d.cpuRuns++
-		}
-	}
-}
-
-func (ru *rollups) addShadow(r *shadowRow) {
-	minute := minuteOf(r.timeUS)
-	lat, plat, diff := -1, -1, -1
-	if r.status == understudy.StatusOK {
-		lat = LatencyBuckets.Index(float64(r.latencyUS))
-		if r.primaryLatencyUS.Valid {
-			plat = LatencyBuckets.Index(float64(r.primaryLatencyUS.Int64))
-		}
-		if r.maxAbsDiff.Valid {
-			diff = DiffBuckets.Index(r.maxAbsDiff.Float64)
-		}
-	}
-	for _, span := range rollupSpans {
-		start := floorDiv(minute, span) * span
-		k := rollupKey{r.shadow, r.version, r.primary, r.primaryVersion, span, start}
-		d := ru.shadows[k]
-		if d == nil {
-			d = &rollupDelta{}
-			ru.shadows[k] = d
-		}
-		d.add(r, lat, plat, diff)
-		if r.status == understudy.StatusOK && r.agreement.Valid {
-			for i := range r.primaryClasses {
-				ru.confusion[confusionKey{r.shadow, r.version, span, start, r.primaryClasses[i], r.shadowClasses[i]}]++
-			}
-		}
-	}
-}
-
-// add counts r, whose histogram buckets are given (-1 for none).
-func (d *rollupDelta) add(r *shadowRow, lat, plat, diff int) {
-	d.pairs++
-	if r.cpuUS.Valid {
-		d.cpuUS += r.cpuUS.Int64
-		d.cpuRuns++
-	}
-	switch r.status {
-	case understudy.StatusOK:
-		d.ok++
-	case understudy.StatusTimeout:
-		d.timeouts++
-		return
-	default:
-		d.errors++
-		return
-	}
-	d.latencyIdx = append(d.latencyIdx, lat)
-	if plat >= 0 {
-		d.primaryLatencyIdx = append(d.primaryLatencyIdx, plat)
-	}
-	if r.agreement.Valid {
-		d.classPairs++
-		if r.agreement.Float64 < 1 {
-			d.disagreePairs++
-		}
-		d.classRows += r.classRows
-		d.agreeRows += r.agreeRows
-	}
-	if r.maxAbsDiff.Valid {
-		m := r.maxAbsDiff.Float64
-		d.floatPairs++
-		d.diffIdx = append(d.diffIdx, diff)
-		if !d.maxAbs.Valid || m > d.maxAbs.Float64 {
-			d.maxAbs = sql.NullFloat64{Float64: m, Valid: true}
-		}
-		if r.elements.Valid && r.meanAbsDiff.Valid && r.sumSq.Valid {
-			n := r.elements.Int64
-			d.elements += n
-			d.sumAbs += r.meanAbsDiff.Float64 * float64(n)
-			d.sumSq += r.sumSq.Float64
-		}
-	}
-}
-
-// rollupClasses fills the row's class counts from the comparison's first
-// class output, the one its Agreement comes from. A comparison that has an
-// Agreement but no such output counts as one row.
-func (r *shadowRow) rollupClasses(c *understudy.Comparison) {
-	if c.Agreement == nil {
-		return
-	}
-	for _, oc := range c.Outputs {
-		if oc.Kind != understudy.KindClass || oc.Rows <= 0 {
-			continue
-		}
-		r.classRows, r.agreeRows = int64(oc.Rows), int64(oc.Agree)
-		if len(oc.PrimaryClasses) == oc.Rows && len(oc.ShadowClasses) == oc.Rows {
-			r.primaryClasses, r.shadowClasses = append([]int64(nil), oc.PrimaryClasses...), append([]int64(nil), oc.ShadowClasses...)
-		}
-		return
-	}
-	r.classRows = 1
-	if *c.Agreement == 1 {
-		r.agreeRows = 1
-	}
-	if c.PrimaryClass != nil && c.ShadowClass != nil {
-		r.primaryClasses, r.shadowClasses = []int64{*c.PrimaryClass}, []int64{*c.ShadowClass}
-	}
-}
-
-// write adds the batch's rollups to the stored ones, inside tx.
-func (ru *rollups) write(ctx context.Context, tx *sql.Tx, st *rollupStmts) error {
-	if len(ru.shadows) > 0 {
+// writeRollups adds the batch's rollups to the stored ones, inside tx.
+func writeRollups(ctx context.Context, tx *sql.Tx, st *rollupStmts, ru *rollup.Batch) error {
+	if len(ru.Shadows) > 0 {
 		sel, up := tx.StmtContext(ctx, st.shadowHists), tx.StmtContext(ctx, st.shadow)
-		for k, d := range ru.shadows {
+		for k, d := range ru.Shadows {
 			var diff, lat, plat []byte
-			err := sel.QueryRowContext(ctx, k.shadow, k.version, k.span, k.start, k.primary, k.primaryVersion).Scan(&diff, &lat, &plat)
+			err := sel.QueryRowContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.Primary, k.PrimaryVersion).Scan(&diff, &lat, &plat)
 			if err != nil && err != sql.ErrNoRows {
 				return fmt.Errorf("read shadow rollup: %w", err)
 			}
-			if diff, err = mergeEncoded(diff, sparseOf(d.diffIdx)); err != nil {
+			addDiff, addLat, addPlat := d.Histograms()
+			if diff, err = store.MergeEncoded(diff, addDiff); err != nil {
 				return err
 			}
-			if lat, err = mergeEncoded(lat, sparseOf(d.latencyIdx)); err != nil {
+			if lat, err = store.MergeEncoded(lat, addLat); err != nil {
 				return err
 			}
-			if plat, err = mergeEncoded(plat, sparseOf(d.primaryLatencyIdx)); err != nil {
+			if plat, err = store.MergeEncoded(plat, addPlat); err != nil {
 				return err
 			}
-			if _, err := up.ExecContext(ctx, k.shadow, k.version, k.span, k.start, k.primary, k.primaryVersion,
-				d.pairs, d.ok, d.errors, d.timeouts, d.classPairs, d.disagreePairs, d.classRows, d.agreeRows,
-				d.floatPairs, d.elements, finiteOrInf(d.sumAbs), finiteOrInf(d.sumSq), d.maxAbs, nilIfEmpty(diff), nilIfEmpty(lat), nilIfEmpty(plat),
-				d.cpuUS, d.cpuRuns); err != nil {
+			maxAbs := sql.NullFloat64{Float64: d.MaxAbs, Valid: d.HasMaxAbs}
+			if _, err := up.ExecContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.Primary, k.PrimaryVersion,
+				d.Pairs, d.OK, d.Errors, d.Timeouts, d.ClassPairs, d.DisagreePairs, d.ClassRows, d.AgreeRows,
+				d.FloatPairs, d.Elements, finiteOrInf(d.SumAbs), finiteOrInf(d.SumSq), maxAbs, nilIfEmpty(diff), nilIfEmpty(lat), nilIfEmpty(plat),
+				d.CPUUS, d.CPURuns); err != nil {
 				return fmt.Errorf("write shadow rollup: %w", err)
 			}
 		}
 	}
-	if len(ru.confusion) > 0 {
+	if len(ru.Confusion) > 0 {
 		up := tx.StmtContext(ctx, st.confusion)
-		for k, n := range ru.confusion {
-			if _, err := up.ExecContext(ctx, k.shadow, k.version, k.span, k.start, k.primaryClass, k.shadowClass, n); err != nil {
+		for k, n := range ru.Confusion {
+			if _, err := up.ExecContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.PrimaryClass, k.ShadowClass, n); err != nil {
 				return fmt.Errorf("write confusion rollup: %w", err)
 			}
 		}
 	}
-	if len(ru.primaries) > 0 {
+	if len(ru.Primaries) > 0 {
 		up := tx.StmtContext(ctx, st.primary)
-		for k, d := range ru.primaries {
-			if _, err := up.ExecContext(ctx, k.span, k.start, k.model, k.version, d.requests, d.errors, d.cpuUS, d.cpuRuns); err != nil {
+		for k, d := range ru.Primaries {
+			if _, err := up.ExecContext(ctx, k.Span, k.Start, k.Model, k.Version, d.Requests, d.Errors, d.CPUUS, d.CPURuns); err != nil {
 				return fmt.Errorf("write primary rollup: %w", err)
 			}
 		}
@@ -314,31 +141,23 @@ func nilIfEmpty(b []byte) []byte {
 	return b
 }
 
-// trimRollups deletes the rollups of every span and table that end by the
-// start of the day holding the oldest row kept, in chunks like the rows.
-// One bound for all: readers take days, hours or minutes as the window
-// suits, and a report that read a trimmed hour beside an untrimmed day
-// would contradict itself. So the rollups keep up to a day more than the
-// rows, whole.
-func (db *DB) trimRollups(ctx context.Context, shadowMinute, primaryMinute int64) (deleted int64, err error) {
-	day := rollupSpans[len(rollupSpans)-1]
-	bound := floorDiv(min(shadowMinute, primaryMinute), day) * day
-	for _, span := range rollupSpans {
-		for _, t := range []struct {
-			query string
-			bound int64
-		}{
-			{`DELETE FROM shadow_rollups WHERE (shadow, version, span, start, primary_model, primary_version) IN
+// trimRollups deletes the rollups that end by the start of the day holding
+// the oldest row kept (rollup.TrimBefore), in chunks like the rows.
+func (db *DB) trimRollups(ctx context.Context, oldestMinutes ...int64) (deleted int64, err error) {
+	for _, span := range rollup.Spans {
+		bound := rollup.TrimBefore(span, oldestMinutes...)
+		for _, query := range []string{
+			`DELETE FROM shadow_rollups WHERE (shadow, version, span, start, primary_model, primary_version) IN
 				(SELECT shadow, version, span, start, primary_model, primary_version FROM shadow_rollups
-				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, bound - span + 1},
-			{`DELETE FROM confusion_rollups WHERE (shadow, version, span, start, primary_class, shadow_class) IN
+				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`,
+			`DELETE FROM confusion_rollups WHERE (shadow, version, span, start, primary_class, shadow_class) IN
 				(SELECT shadow, version, span, start, primary_class, shadow_class FROM confusion_rollups
-				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, bound - span + 1},
-			{`DELETE FROM primary_rollups WHERE (span, start, model, version) IN
+				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`,
+			`DELETE FROM primary_rollups WHERE (span, start, model, version) IN
 				(SELECT span, start, model, version FROM primary_rollups
-				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`, bound - span + 1},
+				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`,
 		} {
-			n, err := db.deleteChunks(ctx, t.query, t.bound)
+			n, err := db.deleteChunks(ctx, query, bound)
 			if deleted += n; err != nil {
 				return deleted, fmt.Errorf("retention of rollups: %w", err)
 			}
@@ -357,10 +176,10 @@ func (db *DB) oldestMinutes(ctx context.Context) (shadowMinute, primaryMinute in
 	}
 	shadowMinute, primaryMinute = math.MaxInt64, math.MaxInt64
 	if s.Valid {
-		shadowMinute = minuteOf(s.Int64)
+		shadowMinute = rollup.MinuteOf(s.Int64)
 	}
 	if p.Valid {
-		primaryMinute = minuteOf(p.Int64)
+		primaryMinute = rollup.MinuteOf(p.Int64)
 	}
 	return shadowMinute, primaryMinute, nil
 }

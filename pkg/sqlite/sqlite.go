@@ -1,7 +1,16 @@
-// Package sqlite stores predictions, shadow results, skip counters and model
-// history in a SQLite database. Writes are queued without blocking the caller
-// and committed in batches by one writer goroutine; reads go through a
-// separate pool of read-only connections.
+// Package sqlite is the SQLite backend of the store contract (pkg/store):
+// it stores predictions, shadow results, skip counters, model history,
+// events and the deployment in a SQLite database. Writes are queued without
+// blocking the caller and committed in batches by one writer goroutine;
+// reads go through a separate pool of read-only connections.
+//
+// It owns its SQL, its schema (migrations), its writer and its connections.
+// What does not depend on SQLite (rollup spans and window covering, how a
+// row is counted into the rollups, how rollups add up, the pair search,
+// histogram and tensor encodings) comes from pkg/store and pkg/store/rollup,
+// so that another backend gives the same numbers. It may import those,
+// pkg/understudy and migrations; never the report, the HTTP API or another
+// adapter.
 package sqlite
 
 import (
@@ -21,7 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/understudy-ml/understudy/migrations"
-	"github.com/understudy-ml/understudy/pkg/understudy"
+	"github.com/understudy-ml/understudy/pkg/store"
 )
 
 // Defaults for the zero values of Options.
@@ -127,20 +136,9 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Stats are the store's counters, for export as metrics.
-type Stats struct {
-	Predictions   TableStats
-	ShadowResults TableStats
-	// Skips counts CountSkips calls; several calls for the same shadow and
-	// minute are added up into one row.
-	Skips TableStats
-	// QueueDepth is the number of rows and flush requests waiting for the
-	// writer, out of QueueCapacity.
-	QueueDepth    int
-	QueueCapacity int
-	// Batches and FailedBatches count the writer's transactions.
-	Batches       int64
-	FailedBatches int64
+// ThreadStats count what the writer's shadow-results thread did: the
+// SQLite-specific side of the store's counters, beside store.Stats.
+type ThreadStats struct {
 	// ShadowCommitsTakenBack counts shadow-result commits the writer made
 	// on its own thread because the low-priority thread had not started
 	// them in time: a sign that the cores were saturated.
@@ -154,24 +152,15 @@ type Stats struct {
 	Checkpoints int64
 }
 
-// TableStats counts what happened to the rows handed to the store for one
-// table. Every row ends up in exactly one of Written, Duplicate and Lost.
-type TableStats struct {
-	Written   int64 // committed
-	Duplicate int64 // ignored because its key was already stored
-	Lost      int64 // queue full, store closed, or the write failed
-	Deleted   int64 // removed by retention
-}
-
 type tableCounters struct {
 	written, duplicate, lost, deleted atomic.Int64
 }
 
-func (c *tableCounters) load() TableStats {
-	return TableStats{Written: c.written.Load(), Duplicate: c.duplicate.Load(), Lost: c.lost.Load(), Deleted: c.deleted.Load()}
+func (c *tableCounters) load() store.TableStats {
+	return store.TableStats{Written: c.written.Load(), Duplicate: c.duplicate.Load(), Lost: c.lost.Load(), Deleted: c.deleted.Load()}
 }
 
-// DB is the SQLite store. It implements understudy.Store.
+// DB is the SQLite store. It implements store.Store.
 type DB struct {
 	path  string
 	opts  Options
@@ -206,7 +195,7 @@ type DB struct {
 	checkpointLog               limiter
 }
 
-var _ understudy.Store = (*DB)(nil)
+var _ store.Store = (*DB)(nil)
 
 // Open opens or creates the database at path, applies the migrations and
 // starts the writer. A database left by a killed process opens normally:
@@ -354,9 +343,9 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
-// Stats returns the current counters.
-func (db *DB) Stats() Stats {
-	s := Stats{
+// Stats implements store.Store.
+func (db *DB) Stats() store.Stats {
+	return store.Stats{
 		Predictions:   db.preds.load(),
 		ShadowResults: db.shadows.load(),
 		Skips:         db.skips.load(),
@@ -364,8 +353,12 @@ func (db *DB) Stats() Stats {
 		QueueCapacity: cap(db.queue),
 		Batches:       db.batches.Load(),
 		FailedBatches: db.failedBatches.Load(),
-		Checkpoints:   db.checkpoints.Load(),
 	}
+}
+
+// ThreadStats returns the counters of the shadow-results thread.
+func (db *DB) ThreadStats() ThreadStats {
+	s := ThreadStats{Checkpoints: db.checkpoints.Load()}
 	if db.low != nil {
 		s.ShadowCommitsTakenBack = db.low.takenBack.Load()
 		s.ShadowCommitsRaised = db.low.boosts.Load()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/understudy-ml/understudy/migrations"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -142,63 +143,6 @@ func tensorsEqual(tb testing.TB, got, want map[string]*understudy.Tensor) {
 		} else if !reflect.DeepEqual(g.Data, w.Data) {
 			tb.Fatalf("tensor %q: got %#v, want %#v", name, g.Data, w.Data)
 		}
-	}
-}
-
-// Ensure every element type, shape and special float survives the codec.
-func TestTensorCodec(t *testing.T) {
-	tests := []struct {
-		name string
-		m    map[string]*understudy.Tensor
-		json string // expected encoding, when given
-	}{
-		{"float32 matrix", map[string]*understudy.Tensor{"x": tensor(understudy.Float32, []int64{2, 2}, []float32{1, 2.5, -3, 0.1})},
-			`{"x":{"dtype":"float32","shape":[2,2],"data":[[1,2.5],[-3,0.1]]}}`},
-		{"sorted names", map[string]*understudy.Tensor{
-			"b": tensor(understudy.Int64, []int64{1}, []int64{7}),
-			"a": tensor(understudy.Bool, []int64{2}, []bool{true, false}),
-		}, `{"a":{"dtype":"bool","shape":[2],"data":[true,false]},"b":{"dtype":"int64","shape":[1],"data":[7]}}`},
-		{"scalar", map[string]*understudy.Tensor{"s": tensor(understudy.Float64, []int64{}, []float64{math.Pi})}, ""},
-		{"strings", map[string]*understudy.Tensor{`we"ird`: tensor(understudy.String, []int64{1, 2}, []string{"é\"\n", ""})}, ""},
-		{"float16", map[string]*understudy.Tensor{"h": tensor(understudy.Float16, []int64{3}, []uint16{0x3c00, 0x3800, 0xc000})}, ""},
-		{"nan and infinities", map[string]*understudy.Tensor{"f": tensor(understudy.Float32, []int64{1, 4},
-			[]float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 1.5})}, ""},
-		{"half nan", map[string]*understudy.Tensor{"h": tensor(understudy.Float16, []int64{2}, []uint16{0x7e00, 0x3c00})}, ""},
-		{"empty dimension", map[string]*understudy.Tensor{"e": tensor(understudy.Float32, []int64{0, 3}, []float32{})},
-			`{"e":{"dtype":"float32","shape":[0,3],"data":[]}}`},
-		{"every integer", map[string]*understudy.Tensor{
-			"i8": tensor(understudy.Int8, []int64{2}, []int8{-128, 127}), "u8": tensor(understudy.Uint8, []int64{1}, []uint8{255}),
-			"i16": tensor(understudy.Int16, []int64{1}, []int16{-32768}), "u16": tensor(understudy.Uint16, []int64{1}, []uint16{65535}),
-			"i32": tensor(understudy.Int32, []int64{1}, []int32{math.MinInt32}), "u32": tensor(understudy.Uint32, []int64{1}, []uint32{math.MaxUint32}),
-			"i64": tensor(understudy.Int64, []int64{1}, []int64{math.MinInt64}), "u64": tensor(understudy.Uint64, []int64{1}, []uint64{math.MaxUint64}),
-		}, ""},
-		{"empty map", map[string]*understudy.Tensor{}, `{}`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			enc := sqlite.EncodeTensors(tt.m)
-			if tt.json != "" && string(enc) != tt.json {
-				t.Errorf("EncodeTensors = %s, want %s", enc, tt.json)
-			}
-			got, err := sqlite.DecodeTensors(enc)
-			if err != nil {
-				t.Fatalf("DecodeTensors(%s): %v", enc, err)
-			}
-			tensorsEqual(t, got, tt.m)
-		})
-	}
-}
-
-// Ensure a tensor whose data does not match its shape is stored without
-// crashing the caller.
-func TestEncodeTensorsMalformed(t *testing.T) {
-	got := string(sqlite.EncodeTensors(map[string]*understudy.Tensor{
-		"short": tensor(understudy.Float32, []int64{1, 4}, []float32{1}),
-		"nil":   nil,
-	}))
-	want := `{"nil":null,"short":{"dtype":"float32","shape":[1,4],"data":null}}`
-	if got != want {
-		t.Errorf("EncodeTensors = %s, want %s", got, want)
 	}
 }
 
@@ -330,7 +274,7 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Prediction: %v", err)
 			}
-			enc := sqlite.EncodeTensors(want.Inputs)
+			enc := store.EncodeTensors(want.Inputs)
 			sum := sha256.Sum256(enc)
 			if got, want := got.InputsSHA256, hex.EncodeToString(sum[:]); got != want {
 				t.Errorf("InputsSHA256 = %s, want %s", got, want)
@@ -422,11 +366,11 @@ func TestDuplicates(t *testing.T) {
 	st := db.Stats()
 	for _, tt := range []struct {
 		name string
-		got  sqlite.TableStats
-		want sqlite.TableStats
+		got  store.TableStats
+		want store.TableStats
 	}{
-		{"predictions", st.Predictions, sqlite.TableStats{Written: 1, Duplicate: 2}},
-		{"shadow results", st.ShadowResults, sqlite.TableStats{Written: 2, Duplicate: 1}},
+		{"predictions", st.Predictions, store.TableStats{Written: 1, Duplicate: 2}},
+		{"shadow results", st.ShadowResults, store.TableStats{Written: 2, Duplicate: 1}},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s stats = %+v, want %+v", tt.name, tt.got, tt.want)
@@ -528,7 +472,7 @@ func TestCheckpointsRunOnTheShadowThread(t *testing.T) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	flush(t, db)
-	st := db.Stats()
+	st := db.ThreadStats()
 	if st.Checkpoints < rounds/4 {
 		t.Errorf("%d checkpoints in %d rounds 25ms apart, want one about every 20ms", st.Checkpoints, rounds)
 	}
@@ -598,7 +542,7 @@ func TestStarvedShadowThreadIsRaised(t *testing.T) {
 		waits = append(waits, time.Since(start))
 	}
 	slices.Sort(waits)
-	st := db.Stats()
+	st := db.ThreadStats()
 	longest := waits[len(waits)-1]
 	t.Logf("%d flushes, p50 %v, max %v; %d commits raised, %d taken back", len(waits), waits[len(waits)/2], longest, st.ShadowCommitsRaised, st.ShadowCommitsTakenBack)
 	// Most commits are taken back before the thread starts them. One it
@@ -631,7 +575,7 @@ func TestStalledShadowThreadHoldsNothingUp(t *testing.T) {
 	if gotP != n || gotS != n {
 		t.Errorf("rows %d/%d, want %d of each", gotP, gotS, n)
 	}
-	if st := db.Stats(); st.ShadowCommitsTakenBack == 0 {
+	if st := db.ThreadStats(); st.ShadowCommitsTakenBack == 0 {
 		t.Errorf("stats %+v: want shadow commits taken back", st)
 	}
 }
@@ -685,7 +629,7 @@ func TestCloseDrains(t *testing.T) {
 	if err := db.Flush(context.Background()); err != nil {
 		t.Errorf("Flush after Close: %v", err)
 	}
-	if got, want := db.Stats().Predictions, (sqlite.TableStats{Written: n, Lost: 1}); got != want {
+	if got, want := db.Stats().Predictions, (store.TableStats{Written: n, Lost: 1}); got != want {
 		t.Errorf("prediction stats = %+v, want %+v", got, want)
 	}
 
@@ -810,76 +754,6 @@ func TestDiskFull(t *testing.T) {
 	}
 }
 
-// Ensure labels attach to stored predictions, refuse unknown ids without
-// changing anything, report replaced labels, and find a prediction written
-// just before without an explicit flush.
-func TestSetLabels(t *testing.T) {
-	now := time.Unix(1_750_000_000, 0)
-	db, _ := openDB(t, sqlite.Options{FlushInterval: time.Hour, Now: func() time.Time { return now }})
-	ctx := context.Background()
-	for _, id := range []string{"a", "b"} {
-		p, _ := sqlite.SamplePair(id, now)
-		db.WritePrediction(p)
-	}
-	label := func(id string) *float64 {
-		t.Helper()
-		p, err := db.Prediction(ctx, id)
-		if err != nil {
-			t.Fatalf("Prediction(%s): %v", id, err)
-		}
-		return p.Label
-	}
-
-	tests := []struct {
-		name     string
-		labels   []understudy.Label
-		code     string
-		replaced []understudy.Label
-		after    map[string]*float64
-	}{
-		{"first labels", []understudy.Label{{ID: "a", Value: 1}}, "", nil, map[string]*float64{"a": f64(1), "b": nil}},
-		{"unknown id changes nothing", []understudy.Label{{ID: "b", Value: 2}, {ID: "zzz", Value: 2}}, understudy.ENOTFOUND, nil,
-			map[string]*float64{"a": f64(1), "b": nil}},
-		{"replace", []understudy.Label{{ID: "a", Value: 2}, {ID: "b", Value: 0.5}}, "",
-			[]understudy.Label{{ID: "a", Value: 2, Previous: f64(1)}}, map[string]*float64{"a": f64(2), "b": f64(0.5)}},
-		{"same value is no replacement", []understudy.Label{{ID: "a", Value: 2}}, "", nil, map[string]*float64{"a": f64(2)}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			replaced, err := db.SetLabels(ctx, tt.labels)
-			if got := understudy.ErrorCode(err); got != tt.code {
-				t.Fatalf("SetLabels error = %v, want code %q", err, tt.code)
-			}
-			if err != nil && !strings.Contains(understudy.ErrorMessage(err), `"zzz"`) {
-				t.Errorf("error %q does not name the unknown id", understudy.ErrorMessage(err))
-			}
-			if !reflect.DeepEqual(replaced, tt.replaced) {
-				t.Errorf("replaced = %+v, want %+v", replaced, tt.replaced)
-			}
-			for id, want := range tt.after {
-				if got := label(id); !reflect.DeepEqual(got, want) {
-					t.Errorf("label of %s = %v, want %v", id, got, want)
-				}
-			}
-		})
-	}
-
-	t.Run("right after the prediction", func(t *testing.T) {
-		p, _ := sqlite.SamplePair("c", now)
-		db.WritePrediction(p)
-		if _, err := db.SetLabels(ctx, []understudy.Label{{ID: "c", Value: 0}}); err != nil {
-			t.Fatalf("SetLabels: %v", err)
-		}
-		got, err := db.Prediction(ctx, "c")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Label == nil || *got.Label != 0 || !got.LabelTime.Equal(now) {
-			t.Errorf("label = %v at %v, want 0 at %v", got.Label, got.LabelTime, now)
-		}
-	})
-}
-
 // Ensure skip counters add up per shadow, version and minute.
 func TestSkips(t *testing.T) {
 	db, _ := openDB(t, sqlite.Options{})
@@ -918,126 +792,6 @@ func TestSkips(t *testing.T) {
 	if got, want := db.Stats().Skips.Written, int64(6); got != want {
 		t.Errorf("skips written = %d, want %d", got, want)
 	}
-}
-
-// Ensure a model version is recorded once, with its first sighting kept and
-// its last one bumped.
-func TestRecordModel(t *testing.T) {
-	now := time.UnixMicro(1_750_000_000_000_000)
-	clock := now
-	db, _ := openDB(t, sqlite.Options{Now: func() time.Time { return clock }})
-	ctx := context.Background()
-	sig := &understudy.Signature{Inputs: []understudy.TensorInfo{{Name: "input", DType: understudy.Float32, Dims: []int64{-1, 4}}}}
-	m := understudy.ModelInfo{Name: "iris", Version: "0123456789ab", SHA256: "0123456789ab" + strings.Repeat("0", 52), File: "iris.onnx", Size: 1234,
-		Signature: sig, Metadata: &understudy.Metadata{Producer: "test", Version: 3}}
-	if err := db.RecordModel(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	clock = now.Add(time.Hour)
-	m.File = "renamed.onnx"
-	if err := db.RecordModel(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	m2 := m
-	m2.Version = "ffffffffffff"
-	if err := db.RecordModel(ctx, m2); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.RecordModel(ctx, understudy.ModelInfo{Name: "broken"}); understudy.ErrorCode(err) != understudy.EINVALID {
-		t.Errorf("RecordModel without a version = %v, want EINVALID", err)
-	}
-
-	got, err := db.Models(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []sqlite.ModelRecord{
-		{Name: "iris", Version: "0123456789ab", SHA256: m.SHA256, File: "renamed.onnx", Size: 1234, Signature: sig, Metadata: m.Metadata,
-			FirstSeen: now, LastSeen: now.Add(time.Hour)},
-		{Name: "iris", Version: "ffffffffffff", SHA256: m.SHA256, File: "renamed.onnx", Size: 1234, Signature: sig, Metadata: m.Metadata,
-			FirstSeen: now.Add(time.Hour), LastSeen: now.Add(time.Hour)},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d models, want %d", len(got), len(want))
-	}
-	for i := range want {
-		g, w := got[i], want[i]
-		if !g.FirstSeen.Equal(w.FirstSeen) || !g.LastSeen.Equal(w.LastSeen) {
-			t.Errorf("model %d seen %v..%v, want %v..%v", i, g.FirstSeen, g.LastSeen, w.FirstSeen, w.LastSeen)
-		}
-		g.FirstSeen, g.LastSeen = w.FirstSeen, w.LastSeen
-		if !reflect.DeepEqual(g, w) {
-			t.Errorf("model %d = %+v, want %+v", i, g, w)
-		}
-	}
-}
-
-// Ensure retention deletes the rows older than RetainDays or beyond the
-// newest RetainRows, and nothing else.
-func TestRetention(t *testing.T) {
-	now := time.Unix(1_750_000_000, 0)
-	day := 24 * time.Hour
-	tests := []struct {
-		name        string
-		opts        sqlite.Options
-		ages        []time.Duration // one pair per age
-		deleted     int64
-		keptIDs     []int // indexes into ages
-		skipMinutes int64 // skip rows left
-	}{
-		{"by days", sqlite.Options{RetainDays: 3}, []time.Duration{10 * day, 5 * day, 2 * day, time.Hour, 0}, 2*2 + 2, []int{2, 3, 4}, 3},
-		{"by rows", sqlite.Options{RetainRows: 2}, []time.Duration{3 * time.Hour, time.Hour, 10 * day, 2 * day, 0}, 3 * 2, []int{1, 4}, 5},
-		{"by both", sqlite.Options{RetainDays: 3, RetainRows: 2}, []time.Duration{10 * day, 0, time.Hour, 5 * day, 2 * day}, 3*2 + 2, []int{1, 2}, 3},
-		{"keep all", sqlite.Options{}, []time.Duration{10 * day, 0}, 0, []int{0, 1}, 2},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.opts.Now = func() time.Time { return now }
-			tt.opts.RetentionInterval = time.Hour
-			db, _ := openDB(t, tt.opts)
-			ctx := context.Background()
-			for i, age := range tt.ages {
-				p, s := sqlite.SamplePair(fmt.Sprint(i), now.Add(-age))
-				db.WritePrediction(p)
-				db.WriteShadowResult(s)
-				db.CountSkips("s", "v", now.Add(-age), 1, 0)
-				flush(t, db)
-			}
-			deleted, err := db.ApplyRetention(ctx)
-			if err != nil {
-				t.Fatalf("ApplyRetention: %v", err)
-			}
-			if deleted != tt.deleted {
-				t.Errorf("deleted %d rows, want %d", deleted, tt.deleted)
-			}
-			for i := range tt.ages {
-				_, err := db.Prediction(ctx, fmt.Sprint(i))
-				s, serr := db.ShadowResults(ctx, fmt.Sprint(i))
-				if serr != nil {
-					t.Fatal(serr)
-				}
-				kept := slicesContains(tt.keptIDs, i)
-				if got := err == nil; got != kept {
-					t.Errorf("prediction %d kept = %v, want %v", i, got, kept)
-				}
-				if got := len(s) == 1; got != kept {
-					t.Errorf("shadow result %d kept = %v, want %v", i, got, kept)
-				}
-			}
-			if got := queryInt(t, db.ReadPool(), `SELECT count(*) FROM shadow_skips`); got != tt.skipMinutes {
-				t.Errorf("%d skip rows left, want %d", got, tt.skipMinutes)
-			}
-		})
-	}
-}
-
-func slicesContains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Ensure retention deletes more rows than one chunk holds, and that the

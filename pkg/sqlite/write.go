@@ -5,19 +5,16 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"runtime"
-	"slices"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/mattn/go-sqlite3"
 	"golang.org/x/sys/unix"
 
+	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/store/rollup"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -34,6 +31,7 @@ type predRow struct {
 	outputs            sql.NullString
 	status, err        string
 	cpuUS              sql.NullInt64
+	roll               rollup.Prediction
 }
 
 type shadowRow struct {
@@ -46,9 +44,7 @@ type shadowRow struct {
 	comparison                                   string
 	sumSq, primaryScore, shadowScore             sql.NullFloat64
 	elements, cpuUS, primaryLatencyUS            sql.NullInt64
-	// For the rollups: the rows of the first class output and their classes.
-	classRows, agreeRows          int64
-	primaryClasses, shadowClasses []int64
+	roll                                         rollup.Shadow
 }
 
 type skipKey struct {
@@ -72,7 +68,7 @@ func (db *DB) WritePrediction(p *understudy.Prediction) {
 }
 
 func (db *DB) predRow(p *understudy.Prediction) *predRow {
-	in := EncodeTensors(p.Inputs)
+	in := store.EncodeTensors(p.Inputs)
 	sum := sha256.Sum256(in)
 	r := &predRow{
 		id:           p.ID,
@@ -90,8 +86,9 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 		r.inputs = sql.NullString{String: bytesString(in), Valid: true}
 	}
 	if p.Outputs != nil {
-		r.outputs = sql.NullString{String: bytesString(EncodeTensors(p.Outputs)), Valid: true}
+		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(p.Outputs)), Valid: true}
 	}
+	r.roll = rollup.PredictionOf(p, r.timeUS)
 	return r
 }
 
@@ -137,40 +134,13 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	if s.PrimaryLatency > 0 {
 		r.primaryLatencyUS = sql.NullInt64{Int64: s.PrimaryLatency.Microseconds(), Valid: true}
 	}
-	r.rollupClasses(c)
+	r.roll = rollup.ShadowOf(s, r.timeUS)
 	if s.Outputs != nil {
-		r.outputs = sql.NullString{String: bytesString(EncodeTensors(s.Outputs)), Valid: true}
+		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(s.Outputs)), Valid: true}
 	}
 	// A fresh buffer that nothing else holds: no copy needed.
-	r.comparison = bytesString(marshalComparison(c))
+	r.comparison = bytesString(store.MarshalComparison(c))
 	return r
-}
-
-// marshalComparison encodes c as JSON. JSON has no NaN or infinity, so a
-// comparison holding one is written with those fields left out; the REAL
-// columns still hold them.
-func marshalComparison(c *understudy.Comparison) []byte {
-	if b, err := json.Marshal(c); err == nil {
-		return b
-	}
-	finite := func(f *float64) *float64 {
-		if f == nil || math.IsNaN(*f) || math.IsInf(*f, 0) {
-			return nil
-		}
-		return f
-	}
-	cc := *c
-	cc.Agreement, cc.MaxAbsDiff, cc.MeanAbsDiff = finite(c.Agreement), finite(c.MaxAbsDiff), finite(c.MeanAbsDiff)
-	cc.Outputs = slices.Clone(c.Outputs)
-	for i := range cc.Outputs {
-		o := &cc.Outputs[i]
-		o.MaxAbsDiff, o.MeanAbsDiff = finite(o.MaxAbsDiff), finite(o.MeanAbsDiff)
-	}
-	b, err := json.Marshal(&cc)
-	if err != nil {
-		return []byte("null")
-	}
-	return b
 }
 
 // CountSkips adds sampled-out and dropped jobs of one shadow to its counters
@@ -442,149 +412,6 @@ func (db *DB) commitRows(b *batch) {
 	}
 }
 
-// lowPriority runs the writer's functions, one at a time, on an OS thread
-// of lower scheduling priority. The writer waits for each function that
-// thread starts, so the one write connection is never used by both at once.
-//
-// In the SCHED_IDLE class the thread runs only on spare CPU and yields the
-// moment a request needs it, but when the cores are saturated it may not
-// get to run for seconds. The writer must not wait for that:
-//   - a function the thread has not started within handoff is taken back
-//     and run on the writer's own thread;
-//   - a function it started but has not finished within handoff holds the
-//     write lock, so the writer lends the thread its own priority until it
-//     finishes (priority inheritance, by hand).
-type lowPriority struct {
-	run     chan *lowTask
-	tid     int
-	idle    bool
-	nice    int
-	handoff time.Duration
-	// takenBack counts functions the writer ran itself; boosts, functions
-	// the thread finished at the writer's priority.
-	takenBack, boosts atomic.Int64
-}
-
-// lowTask is one function handed to the thread; whichever side moves state
-// from waiting first runs it.
-type lowTask struct {
-	f     func()
-	state atomic.Int32
-	done  chan struct{}
-}
-
-const (
-	taskWaiting int32 = iota
-	taskStarted
-	taskTakenBack
-)
-
-// startLowPriority starts the thread. It returns an error, and no thread,
-// if the thread's priority cannot be lowered or raised back: raising it
-// from SCHED_IDLE or a nice value takes CAP_SYS_NICE (or RLIMIT_NICE), and
-// a thread that cannot be raised could hold the write lock for seconds.
-func startLowPriority(idle bool, nice int, handoff time.Duration) (*lowPriority, error) {
-	// Buffered: tasks taken back stay queued until the thread runs again,
-	// and the writer must never block on handing one over.
-	lp := &lowPriority{run: make(chan *lowTask, 64), idle: idle, nice: nice, handoff: handoff}
-	ready := make(chan error)
-	go func() {
-		// Never unlocked: the thread exits with the goroutine, so its
-		// priority never passes to other goroutines.
-		runtime.LockOSThread()
-		lp.tid = unix.Gettid()
-		err := lp.lower()
-		if err == nil {
-			// The writer's boost, tried once now, so that it cannot fail
-			// when a commit depends on it.
-			if err = lp.raise(); err == nil {
-				err = lp.lower()
-			}
-		}
-		ready <- err
-		if err != nil {
-			return
-		}
-		for t := range lp.run {
-			if t.state.CompareAndSwap(taskWaiting, taskStarted) {
-				t.f()
-				close(t.done)
-			}
-		}
-	}()
-	if err := <-ready; err != nil {
-		return nil, err
-	}
-	return lp, nil
-}
-
-// lower puts the thread in its low-priority class.
-func (lp *lowPriority) lower() error {
-	if lp.idle {
-		return unix.SchedSetAttr(lp.tid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
-	}
-	return unix.Setpriority(unix.PRIO_PROCESS, lp.tid, lp.nice)
-}
-
-// raise gives the thread the writer's normal priority.
-func (lp *lowPriority) raise() error {
-	if lp.idle {
-		return unix.SchedSetAttr(lp.tid, &unix.SchedAttr{Policy: unix.SCHED_NORMAL}, 0)
-	}
-	return unix.Setpriority(unix.PRIO_PROCESS, lp.tid, 0)
-}
-
-// do runs f on the thread, or on the calling thread if the thread has not
-// started it within the handoff time.
-func (lp *lowPriority) do(f func()) {
-	t := &lowTask{f: f, done: make(chan struct{})}
-	select {
-	case lp.run <- t:
-	default:
-		lp.takenBack.Add(1)
-		f()
-		return
-	}
-	timer := time.NewTimer(lp.handoff)
-	defer timer.Stop()
-	select {
-	case <-t.done:
-		return
-	case <-timer.C:
-	}
-	if t.state.CompareAndSwap(taskWaiting, taskTakenBack) {
-		lp.takenBack.Add(1)
-		f()
-		return
-	}
-	// Started: the thread holds the write connection, and everything the
-	// writer does next waits for it. Give it more time at its own
-	// priority, then the writer's until it is done. Only the writer hands
-	// out tasks, so the thread is idle again when it is lowered back.
-	timer.Reset(lp.handoff)
-	select {
-	case <-t.done:
-		return
-	case <-timer.C:
-	}
-	if lp.raise() == nil {
-		lp.boosts.Add(1)
-		<-t.done
-		lp.lower()
-		return
-	}
-	<-t.done
-}
-
-// ShadowWriterTID returns the OS thread id that commits shadow results, or
-// 0 when they are committed on the writer's own thread.
-func (db *DB) ShadowWriterTID() int {
-	if db.low == nil {
-		return 0
-	}
-	return db.low.tid
-}
-
 type batchCounts struct {
 	preds, shadows struct{ written, duplicate, lost int64 }
 }
@@ -639,7 +466,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				Msg("duplicate request id ignored")
 		}
 	}
-	ru := newRollups()
+	ru := rollup.NewBatch()
 	if len(b.preds) > 0 {
 		st := tx.StmtContext(ctx, db.insPred)
 		for _, r := range b.preds {
@@ -655,7 +482,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				dup("predictions", r.id)
 			} else {
 				n.preds.written++
-				ru.addPrediction(r)
+				ru.AddPrediction(&r.roll)
 			}
 		}
 	}
@@ -676,7 +503,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				dup("shadow_results", r.id)
 			} else {
 				n.shadows.written++
-				ru.addShadow(r)
+				ru.AddShadow(&r.roll)
 			}
 		}
 	}
@@ -688,7 +515,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 			}
 		}
 	}
-	if err := ru.write(ctx, tx, &db.rollup); err != nil {
+	if err := writeRollups(ctx, tx, &db.rollup, ru); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -88,7 +88,9 @@ type ShadowResult struct {
 
 // Store persists predictions, shadow results and model history. The write
 // methods never block the caller: rows are queued for a background writer,
-// and rows that cannot be queued or written are counted as lost.
+// and rows that cannot be queued or written are counted as lost. It is the
+// write side of the whole storage contract, store.Store, which embeds it
+// and which every backend implements.
 type Store interface {
 	WritePrediction(p *Prediction)
 	WriteShadowResult(r *ShadowResult)

@@ -1,4 +1,4 @@
-package report_test
+package reporttest
 
 import (
 	"context"
@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/store/storetest"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // Ensure a small case computed by hand comes out to the digit: 20 pairs
 // with the confusion matrix [[5 3] [10 2]], |Δ| of (i+1)/1024 on one of
 // three elements, latencies of 1 to 20 ms against twice that, and 10 labels.
-func TestBuildByHand(t *testing.T) {
-	db := openDB(t)
+func testBuildByHand(t *testing.T, open storetest.Opener) {
+	db := open(t)
 	start := now.Add(-30 * time.Minute)
 	var reqs []*req
 	var runs []*run
@@ -116,7 +117,7 @@ func TestBuildByHand(t *testing.T) {
 
 // Ensure the accuracy check fails a shadow that is significantly worse on
 // at least 10 labels, and passes with fewer whatever they say.
-func TestAccuracyCheck(t *testing.T) {
+func testAccuracyCheck(t *testing.T, open storetest.Opener) {
 	for _, tt := range []struct {
 		name   string
 		n      int
@@ -127,7 +128,7 @@ func TestAccuracyCheck(t *testing.T) {
 		{"9 labels", 9, true, "not enough labels: 9 labelled pairs, 9 comparable (the check needs 10)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openDB(t)
+			db := open(t)
 			var reqs []*req
 			var runs []*run
 			for i := range tt.n {
@@ -153,8 +154,8 @@ func TestAccuracyCheck(t *testing.T) {
 // Ensure a shadow that answers +Inf where the primary answers a number
 // still gives a report JSON can carry, with the difference shown as the
 // largest float64.
-func TestBuildInfiniteDifference(t *testing.T) {
-	db := openDB(t)
+func testBuildInfiniteDifference(t *testing.T, open storetest.Opener) {
+	db := open(t)
 	r := &req{id: "inf", at: now.Add(-time.Minute), model: "m", version: "1", value: 1, latency: time.Millisecond}
 	write(t, db, []*req{r}, []*run{{req: r, shadow: "s", version: "2", at: r.at, status: understudy.StatusOK,
 		value: float32(math.Inf(1)), latency: time.Millisecond}})
@@ -176,8 +177,8 @@ func TestBuildInfiniteDifference(t *testing.T) {
 // Ensure low agreement does not fail a shadow whose disagreements are
 // corrections: with 12 labels where only the shadow is right, agreement is 0
 // but McNemar says the shadow is significantly better.
-func TestAgreementCheckForgivesCorrections(t *testing.T) {
-	db := openDB(t)
+func testAgreementCheckForgivesCorrections(t *testing.T, open storetest.Opener) {
+	db := open(t)
 	var reqs []*req
 	var runs []*run
 	for i := range 12 {

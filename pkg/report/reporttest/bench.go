@@ -1,4 +1,4 @@
-package report_test
+package reporttest
 
 import (
 	"context"
@@ -6,18 +6,20 @@ import (
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/store/storetest"
 )
 
-// BenchmarkBuildMillion fills 1,000,000 pairs spread over a week through
-// the store's writer (about 30 s on two cores; skipped with -short) and
-// measures Build for the window "all", which must stay under a second:
+// Benchmark fills 1,000,000 pairs spread over a week through the writer of
+// a store open returns (about 30 s on two cores with SQLite; skipped with
+// -short) and measures Build for the window "all", which must stay under a
+// second. A backend runs it from a benchmark of its own, e.g.
 //
-//	go test -run NONE -bench BuildMillion ./pkg/report/
-func BenchmarkBuildMillion(b *testing.B) {
+//	go test -run NONE -bench BuildMillion ./pkg/sqlite/
+func Benchmark(b *testing.B, open storetest.Opener) {
 	if testing.Short() {
 		b.Skip("fills a million pairs")
 	}
-	db := openDB(b)
+	db := open(b)
 	ctx := context.Background()
 	start := time.Now()
 	if err := report.Fill(ctx, db, 1_000_000, now.Add(-7*24*time.Hour), now, 0.02); err != nil {

@@ -1,37 +1,20 @@
-package report_test
+package reporttest
 
 import (
 	"context"
 	"math"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/report"
-	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // rel is the relative tolerance for values the report sums in another order
 // than the test (MAE, RMSE, CPU means): a few ulps, far below any digit shown.
 const rel = 1e-12
-
-// openDB opens a database in a fresh temporary directory and closes it when
-// the test ends.
-func openDB(tb testing.TB) *sqlite.DB {
-	tb.Helper()
-	db, err := sqlite.Open(filepath.Join(tb.TempDir(), "understudy.db"), sqlite.Options{})
-	if err != nil {
-		tb.Fatalf("Open: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
-	return db
-}
 
 // signature is the primary's outputs: a class, class scores and a value.
 var signature = []understudy.TensorInfo{
@@ -89,7 +72,7 @@ func (r *run) outputs() map[string]*understudy.Tensor {
 }
 
 // write stores the requests, runs and labels through the store's writer.
-func write(tb testing.TB, db *sqlite.DB, reqs []*req, runs []*run) {
+func write(tb testing.TB, db store.Store, reqs []*req, runs []*run) {
 	tb.Helper()
 	for _, r := range reqs {
 		p := &understudy.Prediction{ID: r.id, Time: r.at, Model: r.model, Version: r.version, Latency: r.latency, CPU: r.cpu,

@@ -1,11 +1,6 @@
-package sqlite
+package store
 
-import (
-	"encoding/binary"
-	"errors"
-	"math"
-	"slices"
-)
+import "math"
 
 // Buckets is a fixed log-spaced bucket layout: bucket 0 holds values below
 // Lower(1) (zero included), bucket i in 1..N holds [Lower(i), Lower(i+1)),
@@ -118,33 +113,6 @@ func (h *Histogram) Merge(o *Histogram) {
 	h.Total += o.Total
 }
 
-// AddEncoded adds sparse counts as stored in the database.
-func (h *Histogram) AddEncoded(blob []byte) error {
-	// The decoding loop of decodeSparse, inlined: reports read it for
-	// every minute of their window.
-	i := 0
-	for len(blob) > 0 {
-		d, k := binary.Uvarint(blob)
-		if k <= 0 {
-			return errMalformed
-		}
-		blob = blob[k:]
-		n, k := binary.Uvarint(blob)
-		if k <= 0 {
-			return errMalformed
-		}
-		blob = blob[k:]
-		if i += int(d); d > uint64(len(h.Counts)) || i >= len(h.Counts) || n > math.MaxInt64 {
-			return errMalformed
-		}
-		h.Counts[i] += int64(n)
-		h.Total += int64(n)
-	}
-	return nil
-}
-
-var errMalformed = errors.New("histogram: malformed")
-
 // Quantile estimates the type-7 q-quantile (see stats.Quantile) of the
 // counted values: it finds the buckets of the two order statistics that
 // the exact quantile interpolates between and interpolates between their
@@ -198,95 +166,4 @@ func (h *Histogram) AtMost(x float64) float64 {
 		n += float64(h.Counts[k]) * math.Log(x/h.B.Lower(k)) / h.B.lnR
 	}
 	return n
-}
-
-// sparse is a list of bucket counts with ascending indexes, as the writer
-// accumulates them for one rollup row.
-type sparse []bucketCount
-
-type bucketCount struct {
-	i int
-	n int64
-}
-
-// encode appends the storage form of s: uvarint(index − previous index),
-// uvarint(count), for each bucket with a count.
-func (s sparse) encode(dst []byte) []byte {
-	prev := 0
-	for _, b := range s {
-		if b.n == 0 {
-			continue
-		}
-		dst = binary.AppendUvarint(dst, uint64(b.i-prev))
-		dst = binary.AppendUvarint(dst, uint64(b.n))
-		prev = b.i
-	}
-	return dst
-}
-
-func decodeSparse(blob []byte, f func(i int, n int64) error) error {
-	prev := 0
-	for len(blob) > 0 {
-		d, k := binary.Uvarint(blob)
-		if k <= 0 {
-			return errMalformed
-		}
-		blob = blob[k:]
-		n, k := binary.Uvarint(blob)
-		if k <= 0 || d > math.MaxInt32 || n > math.MaxInt64 {
-			return errMalformed
-		}
-		blob = blob[k:]
-		prev += int(d)
-		if err := f(prev, int64(n)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// mergeEncoded returns the storage form of the counts in blob plus those
-// in add, which must be sorted by index.
-func mergeEncoded(blob []byte, add sparse) ([]byte, error) {
-	var old sparse
-	if err := decodeSparse(blob, func(i int, n int64) error {
-		old = append(old, bucketCount{i, n})
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	out := make(sparse, 0, len(old)+len(add))
-	i, j := 0, 0
-	for i < len(old) || j < len(add) {
-		switch {
-		case j == len(add) || (i < len(old) && old[i].i < add[j].i):
-			out = append(out, old[i])
-			i++
-		case i == len(old) || add[j].i < old[i].i:
-			out = append(out, add[j])
-			j++
-		default:
-			out = append(out, bucketCount{old[i].i, old[i].n + add[j].n})
-			i++
-			j++
-		}
-	}
-	return out.encode(make([]byte, 0, 3*len(out))), nil
-}
-
-// sparseOf turns bucket indexes, in any order, into sorted counts.
-func sparseOf(idx []int) sparse {
-	if len(idx) == 0 {
-		return nil
-	}
-	slices.Sort(idx)
-	var s sparse
-	for _, i := range idx {
-		if len(s) > 0 && s[len(s)-1].i == i {
-			s[len(s)-1].n++
-		} else {
-			s = append(s, bucketCount{i, 1})
-		}
-	}
-	return s
 }

@@ -1,4 +1,4 @@
-package report_test
+package reporttest
 
 import (
 	"context"
@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/store/storetest"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // Ensure each window counts exactly the rows from now − window, rounded
 // down to the minute, to the end of now's minute: a microsecond earlier or
 // at the end is out, in every part of the report.
-func TestBuildWindows(t *testing.T) {
-	db := openDB(t)
+func testBuildWindows(t *testing.T, open storetest.Opener) {
+	db := open(t)
 	at := map[string]time.Time{
 		"a-before-15m":   time.Date(2030, 3, 10, 11, 44, 59, 999999000, time.UTC),
 		"b-start-15m":    time.Date(2030, 3, 10, 11, 45, 0, 0, time.UTC),

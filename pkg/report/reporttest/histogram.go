@@ -1,4 +1,4 @@
-package report_test
+package reporttest
 
 import (
 	"context"
@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/report"
-	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/store/storetest"
 )
 
 // Ensure that above ExactMaxPairs the report reads percentiles and the
@@ -14,8 +15,8 @@ import (
 // documented error (0.5% for latencies; for |Δ| only the pairs in the
 // tolerance's bucket), and that everything else is the same as from the
 // raw rows.
-func TestBuildHistogramPath(t *testing.T) {
-	db := openDB(t)
+func testBuildHistogramPath(t *testing.T, open storetest.Opener) {
+	db := open(t)
 	ctx := context.Background()
 	if err := report.Fill(ctx, db, 20000, now.Add(-20*time.Hour), now, 0.02); err != nil {
 		t.Fatalf("Fill: %v", err)
@@ -26,9 +27,8 @@ func TestBuildHistogramPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
-	restore := report.SetExactMaxPairs(0)
+	q.ExactMaxPairs = 1
 	hist, err := report.Build(ctx, db, q, report.DefaultThresholds, now)
-	restore()
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
@@ -55,14 +55,19 @@ func TestBuildHistogramPath(t *testing.T) {
 
 	// Only the pairs whose max|Δ| shares the tolerance's bucket can be
 	// misjudged.
-	all, err := db.Pairs(ctx, sqlite.PairFilter{Order: sqlite.ByDiff, Limit: 100000})
+	snap, err := db.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	all, err := snap.Pairs(ctx, store.PairFilter{Order: store.ByDiff, Limit: 100000})
 	if err != nil {
 		t.Fatalf("Pairs: %v", err)
 	}
-	k := sqlite.DiffBuckets.Index(tol)
+	k := store.DiffBuckets.Index(tol)
 	var inBucket int
 	for _, p := range all {
-		if sqlite.DiffBuckets.Index(*p.MaxAbsDiff) == k {
+		if store.DiffBuckets.Index(*p.MaxAbsDiff) == k {
 			inBucket++
 		}
 	}
