@@ -366,6 +366,39 @@ type Session struct {
 	// first run that fails with presized outputs but succeeds without
 	// turns it off for good.
 	presize atomic.Bool
+	// shortBatch is the largest batch (first dimension) at which the
+	// session's runs have been measured short, under shortRun, at least
+	// shortRuns times in a row; 0 until then, and again after any long
+	// run. Runs up to that batch skip the cancellation plumbing (pooled
+	// RunOptions, context.AfterFunc and its stop): a run of a few µs gains
+	// nothing from being terminable, and the plumbing costs about 1 µs and
+	// 6 allocations. ctx is still checked before and after such runs.
+	shortBatch atomic.Int64
+	// shortCount counts the short runs in a row.
+	shortCount atomic.Int64
+}
+
+// shortRun is the longest run not worth terminating: a context that ends
+// during it waits at most this long, as it would wait for the decoding or
+// the store anyway.
+const shortRun = time.Millisecond
+
+// shortRuns is how many short runs in a row a batch size needs before runs
+// up to it skip the cancellation plumbing.
+const shortRuns = 16
+
+// observe records how long a run at batch took.
+func (s *Session) observe(batch int64, took time.Duration) {
+	if took >= shortRun {
+		if s.shortBatch.Load() != 0 || s.shortCount.Load() != 0 {
+			s.shortBatch.Store(0)
+			s.shortCount.Store(0)
+		}
+		return
+	}
+	if s.shortCount.Add(1) >= shortRuns && batch > s.shortBatch.Load() {
+		s.shortBatch.Store(batch)
+	}
 }
 
 func (s *Session) runOptions() (*ort.RunOptions, error) {
@@ -405,7 +438,9 @@ func (s *Session) Close() error {
 
 // Run runs the model on inputs, which must match the signature (the caller
 // validates shapes and types). When ctx is done the run is terminated through
-// RunOptions, and the error wraps ctx.Err().
+// RunOptions, and the error wraps ctx.Err(). Runs the session has measured
+// short (see shortBatch) are not terminable: ctx is checked before and
+// after them instead.
 func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor) (_ map[string]*understudy.Tensor, err error) {
 	ins := make([]ort.Value, len(s.sig.Inputs))
 	outs := make([]ort.Value, len(s.sig.Outputs))
@@ -445,11 +480,15 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		return nil, err
 	}
 
+	// The rows of this run, for the measure of short runs.
+	rows := max(batch, 1)
 	var ro *ort.RunOptions
 	if ctx.Done() != nil {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("run not started: %w", err)
 		}
+	}
+	if ctx.Done() != nil && rows > s.shortBatch.Load() {
 		if ro, err = s.runOptions(); err != nil {
 			return nil, fmt.Errorf("create run options: %w", err)
 		}
@@ -468,7 +507,13 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 			s.putRunOptions(ro)
 		}()
 	}
+	start := time.Now()
 	runErr := s.run(ctx, ins, outs, ro)
+	s.observe(rows, time.Since(start))
+	if runErr == nil && ro == nil && ctx.Done() != nil && ctx.Err() != nil {
+		// A short run without the plumbing: the context ended while it ran.
+		runErr = ctx.Err()
+	}
 	if runErr != nil && presized && ctx.Err() == nil && presizeMismatch(runErr) {
 		// Perhaps an output is not the size its signature suggests: run
 		// again with ORT sizing them, and stop presizing if that works.
