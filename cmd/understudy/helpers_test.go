@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,8 +20,9 @@ import (
 // This file holds the helpers that the tests of this package share: the demo
 // models in a fresh directory, a server started in-process with adjusted
 // options, the demo's held-out rows as request bodies, the store opened for
-// reading, and a buffer safe for concurrent writes. More are in
-// main_test.go (startServer, testRequest, ortLib) and oip_helpers_test.go.
+// reading, a buffer safe for concurrent writes, GET /models and the admin
+// API. More are in main_test.go (startServer, testRequest, ortLib) and
+// oip_helpers_test.go.
 
 // demoDir copies the shipped demo models into a fresh directory.
 func demoDir(tb testing.TB) string {
@@ -98,4 +100,59 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+const adminToken = "s3cret-token"
+
+type modelView struct {
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Role     string   `json:"role"`
+	Error    string   `json:"error"`
+	Warnings []string `json:"warnings"`
+	Sampling *float64 `json:"sampling"`
+	Timeout  int64    `json:"timeout_ms"`
+	Paused   bool     `json:"paused"`
+	LoadMS   float64  `json:"load_ms"`
+	Batching *struct {
+		MaxRows        int    `json:"max_rows"`
+		MergedRuns     int64  `json:"merged_runs"`
+		MergedRequests int64  `json:"merged_requests"`
+		Off            string `json:"off"`
+	} `json:"batching"`
+}
+
+func listModels(tb testing.TB, url string) []modelView {
+	tb.Helper()
+	r := testRequest(tb, "GET", url+"/models", nil)
+	var v struct{ Models []modelView }
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		tb.Fatal(err)
+	}
+	return v.Models
+}
+
+func find(ms []modelView, name, role string) *modelView {
+	for i := range ms {
+		if ms[i].Name == name && (role == "" || ms[i].Role == role) {
+			return &ms[i]
+		}
+	}
+	return nil
+}
+
+func admin(tb testing.TB, method, url, token string, body []byte) response {
+	tb.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return response{resp.StatusCode, resp.Header, b.Bytes()}
 }
