@@ -348,6 +348,7 @@ func benchCost(m benchModel) error {
 	fmt.Printf("throughput at %d clients, without the profiler (median of %d alternating rounds of %v): Understudy %.0f/s, bare server %.0f/s, ratio %.2f (target ≥ 0.8); in the profiled windows %.2f\n",
 		costClients, rounds, *duration/rounds, median(oursRates), median(bareRates), median(ratios), median(windowRatios))
 	fmt.Printf("CPU added per request: %.1f µs by /proc, %.1f µs by the profiles (target ≤ 15 µs)\n", po-pb, to-tb)
+	printNoModelFloor(floor, m.body, costClients, median(oursRates))
 	if *costProfiles != "" {
 		fmt.Printf("profiles saved in %s as %s-{understudy,bare}-N.pb.gz\n", *costProfiles, slug)
 	}

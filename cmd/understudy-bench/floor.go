@@ -170,3 +170,22 @@ func noModelFloor(floor *server, body []byte, c int, d time.Duration) (float64, 
 	}
 	return res.rate, nil
 }
+
+// printNoModelFloor measures the no-model floor at c clients right after a
+// section's throughput rounds, in as many rounds of the same length, and
+// prints it beside Understudy's rate (ours, requests/s at c clients). It is
+// the HTTP floor: read, decode, fixed answer; no server that runs a
+// model can reach it.
+func printNoModelFloor(floor *server, body []byte, c int, ours float64) {
+	var rates []float64
+	for range rounds {
+		r, err := noModelFloor(floor, body, c, *duration/rounds)
+		if err != nil {
+			fmt.Printf("no-model floor: %v\n", err)
+			return
+		}
+		rates = append(rates, r)
+	}
+	fmt.Printf("no-model floor at %d clients (read, encoding/json decode, fixed answer, no model): %.0f/s; Understudy, as above, %.0f/s: %.2f of it\n",
+		c, median(rates), ours, ours/median(rates))
+}

@@ -121,6 +121,7 @@ func benchServe(rt *onnx.Runtime, m benchModel) error {
 	tw.Flush()
 	fmt.Printf("best of each column: /predict %.0f/s ÷ raw Run %.0f/s = %.2f (target ≥ 0.85 on the larger model); bare server %.2f\n",
 		bestOurs, bestRaw, bestOurs/bestRaw, bestBare/bestRaw)
+	printNoModelFloor(floor, m.body, 16, bestOurs)
 	// Merging changes the work, so it is also set against raw runs that
 	// merge as much: the machine's ceiling for the same rows.
 	rawBatch := batchOf(m.input, benchMaxBatch)

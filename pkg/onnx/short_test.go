@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/understudy-ml/understudy/pkg/onnxbuild"
 	"github.com/understudy-ml/understudy/pkg/onnx"
+	"github.com/understudy-ml/understudy/pkg/onnxbuild"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
