@@ -1,6 +1,15 @@
 // Command understudy-bench measures Understudy against raw in-process ONNX
 // Runtime on the same models in the same run, and prints ratios: this
 // machine is shared and noisy, so absolute numbers mean little.
+//
+// It owns the benchmark sections, the load generators and the bare floor
+// server they are set against. It measures the server from outside, as a
+// client does: it runs the built binary (--bin) and speaks to it over HTTP
+// and gRPC. In-process it may import ONNX Runtime (pkg/onnx) for the raw
+// runs, onnxbuild for the models, the report and SQLite to time a report,
+// the domain and the generated gRPC stubs; it must not import the serving
+// path (registry, serving, batch, shadow, httpapi, grpcapi), so that what
+// it measures is what a client of the binary gets.
 package main
 
 import (

@@ -1,5 +1,12 @@
 // Package metrics defines Understudy's Prometheus metrics, labelled by model
 // and role, and serves them at /metrics.
+//
+// It owns the metric names, their help and labels, and the registry they
+// live in. It imports the Prometheus client and the standard library only,
+// nothing of Understudy's: what it counts comes in through its methods and
+// through functions it calls at scrape time (TrackModels, GaugeFunc), which
+// cmd connects to the registry, the store and the mirror. The shadow mirror
+// reaches it through its own Observer interface, not by importing it.
 package metrics
 
 import (

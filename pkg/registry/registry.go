@@ -2,6 +2,14 @@
 // which are shadows, and which files failed. It watches the models directory,
 // loads new files in the background, and promotes and rolls back. Models are
 // reference-counted so that a session is never closed in the middle of a run.
+// With a store shared by several replicas it follows the shared deployment.
+//
+// It imports the domain (pkg/understudy) and pkg/batch, which it puts in
+// front of a primary whose requests are merged; never an adapter. Models are
+// loaded through the Loader it is given (cmd passes ONNX Runtime's), and
+// deployment changes, model versions and events leave through hooks
+// (OnDeploy, OnModel, OnEvent) that cmd connects to the store, so it must
+// not import pkg/onnx, a store backend, the HTTP or gRPC API, or the mirror.
 package registry
 
 import (
