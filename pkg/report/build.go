@@ -122,6 +122,17 @@ func Build(ctx context.Context, db store.Reader, q Query, th Thresholds, now tim
 		}
 		r.Shadows = append(r.Shadows, *sr)
 	}
+	replicas, err := snap.Replicas(ctx, r.From, r.To)
+	if err != nil {
+		return nil, err
+	}
+	for _, rc := range replicas {
+		rr := ReplicaReport{Replica: rc.Replica, Requests: rc.Requests, Errors: rc.Errors, Pairs: rc.Pairs, First: rc.First, Last: rc.Last}
+		if r.Requests > 0 {
+			rr.Share = float64(rc.Requests) / float64(r.Requests)
+		}
+		r.Replicas = append(r.Replicas, rr)
+	}
 	if r.Versions, err = snap.ShadowVersions(ctx); err != nil {
 		return nil, err
 	}

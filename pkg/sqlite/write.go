@@ -478,7 +478,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				Msg("duplicate request id ignored")
 		}
 	}
-	ru := rollup.NewBatch()
+	ru := rollup.NewBatch(db.opts.Replica)
 	if len(b.preds) > 0 {
 		st := tx.StmtContext(ctx, db.insPred)
 		for _, r := range b.preds {
