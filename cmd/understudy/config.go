@@ -44,8 +44,12 @@ type Config struct {
 	ModelsDir string
 	// Primary is the file stem of the primary model (UNDERSTUDY_PRIMARY).
 	Primary string
-	// DB is the SQLite database file (UNDERSTUDY_DB, default understudy.db).
+	// DB is the SQLite database file, or a postgres:// URL (UNDERSTUDY_DB,
+	// default understudy.db).
 	DB string
+	// ReplicaID names this process in a store several replicas share
+	// (UNDERSTUDY_REPLICA_ID, default hostname:port of --addr).
+	ReplicaID string
 	// IntraOpThreads is each session's intra-op pool size (UNDERSTUDY_INTRA_OP_THREADS, default 1).
 	IntraOpThreads int
 	// MaxBatch merges requests that wait for a busy primary into runs of up
@@ -156,7 +160,8 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "Open Inference Protocol v2 gRPC listen address (empty: no gRPC)")
 	fs.StringVar(&c.ModelsDir, "models-dir", c.ModelsDir, "directory of *.onnx model files")
 	fs.StringVar(&c.Primary, "primary", c.Primary, "file stem of the primary model (default: the only model, else the oldest file)")
-	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file")
+	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file, or a postgres:// URL that several replicas share")
+	fs.StringVar(&c.ReplicaID, "replica-id", c.ReplicaID, "this replica's id in the shared store and the report (default: hostname:port of --addr)")
 	fs.IntVar(&c.IntraOpThreads, "intra-op-threads", c.IntraOpThreads, "intra-op threads per session (1 suits concurrent requests)")
 	fs.IntVar(&c.MaxBatch, "max-batch", c.MaxBatch, "merge requests waiting for a busy primary into runs of up to this many rows (0: off); only for models whose rows are independent")
 	fs.IntVar(&c.BatchRuns, "batch-runs", c.BatchRuns, "with --max-batch: runs of the primary in flight once requests pile up (0: half the cores)")

@@ -65,6 +65,9 @@ type Main struct {
 	// counters only the SQLite backend has.
 	store       store.Store
 	threadStats func() sqlite.ThreadStats
+	// storeThread says the store commits shadow results on a
+	// low-priority thread of its own, which needs a scheduler slot.
+	storeThread bool
 }
 
 // Run loads the runtime and the models and starts serving. It returns once
@@ -89,24 +92,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if st, err := os.Stat(c.ModelsDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("models directory %q does not exist; create it or pass --models-dir", c.ModelsDir)
 	}
-	so := sqlite.Options{
-		InputCap:      int(c.InputCap),
-		ShadowNice:    c.ShadowNice,
-		ShadowIdle:    c.ShadowSched == "idle",
-		FlushInterval: c.FlushInterval,
-		RetainDays:    c.RetainDays,
-		RetainRows:    c.RetainRows,
-		Log:           m.Log.With().Str("component", "store").Logger(),
+	if err := m.openStore(ctx); err != nil {
+		return err
 	}
-	if m.StoreOptions != nil {
-		m.StoreOptions(&so)
-	}
-	db, err := sqlite.Open(c.DB, so)
-	if err != nil {
-		return fmt.Errorf("open database %s: %w", c.DB, err)
-	}
-	m.store, m.threadStats = db, db.ThreadStats
-	m.Log.Info().Str("db", c.DB).Msg("store opened")
 
 	m.lifecycle, m.lcDone = make(chan func(context.Context), 4096), make(chan struct{})
 	go m.storeLifecycle()
@@ -143,7 +131,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// The shadow workers, and the store's thread for shadow results.
 	extra := c.ShadowWorkers
-	if so.ShadowIdle || so.ShadowNice > 0 {
+	if m.storeThread {
 		extra++
 	}
 	var t runtimeTuning
@@ -282,6 +270,11 @@ func (m *Main) degraded() []string {
 	var out []string
 	if w := m.reg.SyncWarning(); w != "" {
 		out = append(out, w)
+	}
+	if h, ok := m.store.(storeHealth); ok {
+		if w := h.Degraded(); w != "" {
+			out = append(out, w)
+		}
 	}
 	return out
 }
