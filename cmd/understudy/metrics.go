@@ -23,7 +23,14 @@ func (m *Main) registerGauges() {
 	for table, get := range tables {
 		labels := prometheus.Labels{"table": table}
 		m.metrics.CounterFunc("understudy_store_rows_written_total", "Rows committed to the database.", labels, func() float64 { return float64(get(m.store.Stats()).Written) })
-		m.metrics.CounterFunc("understudy_store_rows_lost_total", "Rows that could not be stored (queue full, write failed).", labels, func() float64 { return float64(get(m.store.Stats()).Lost) })
+		m.metrics.CounterFunc("understudy_store_rows_lost_total", "Rows that could not be stored (queue full, write failed, store unreachable past its buffer).", labels, func() float64 { return float64(get(m.store.Stats()).Lost) })
+	}
+	m.metrics.CounterFunc("understudy_store_batches_total", "Batches the store's writer committed or tried to.", nil, func() float64 { return float64(m.store.Stats().Batches) })
+	m.metrics.CounterFunc("understudy_store_write_errors_total", "Batches the store's writer failed to commit.", nil, func() float64 { return float64(m.store.Stats().FailedBatches) })
+	if m.threadStats == nil {
+		// The counters below are the SQLite backend's own.
+		m.registerModelSeries()
+		return
 	}
 	m.metrics.CounterFunc("understudy_store_shadow_commits_taken_back_total",
 		"Commits of shadow results the writer made at normal priority because the low-priority thread had not started them within 5ms: a sign of saturated cores.",
@@ -34,6 +41,11 @@ func (m *Main) registerGauges() {
 	m.metrics.CounterFunc("understudy_store_checkpoints_total",
 		"Write-ahead log checkpoints run by the store on its low-priority thread (SQLite's own are off while that thread exists).",
 		nil, func() float64 { return float64(m.threadStats().Checkpoints) })
+	m.registerModelSeries()
+}
+
+// registerModelSeries makes every loaded model's series exist from its load.
+func (m *Main) registerModelSeries() {
 	m.metrics.TrackModels(func() []metrics.Model {
 		var out []metrics.Model
 		for _, info := range m.reg.List() {

@@ -92,6 +92,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if st, err := os.Stat(c.ModelsDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("models directory %q does not exist; create it or pass --models-dir", c.ModelsDir)
 	}
+	// Before the store, which reports its commits to them.
+	m.metrics = metrics.New()
 	if err := m.openStore(ctx); err != nil {
 		return err
 	}
@@ -156,7 +158,6 @@ func (m *Main) Run(ctx context.Context) error {
 	m.stopWatch, m.watchDone = stop, make(chan struct{})
 	go func() { defer close(m.watchDone); m.reg.Watch(watchCtx) }()
 
-	m.metrics = metrics.New()
 	m.serving = &serving.Service{Models: m.reg, OnPredict: m.onPredict}
 	httpapi.Version = Version
 	api := &httpapi.Server{

@@ -43,6 +43,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		RetainDays:    c.RetainDays,
 		RetainRows:    c.RetainRows,
 		Replica:       replica,
+		OnCommit:      m.metrics.StoreCommit,
 		Log:           m.Log.With().Str("component", "store").Logger(),
 	}
 	if m.StoreOptions != nil {

@@ -30,6 +30,7 @@ type Metrics struct {
 	drops      *prometheus.CounterVec
 	sampledOut *prometheus.CounterVec
 	timeouts   *prometheus.CounterVec
+	commits    *prometheus.HistogramVec
 
 	// models lists the loaded models before each scrape, so that their
 	// series exist at 0 from their load and go with their unload.
@@ -70,7 +71,14 @@ func New() *Metrics {
 			Name: "understudy_shadow_timeouts_total", Help: "Shadow runs terminated by their timeout.",
 		}, []string{"model", "version", "role"}),
 	}
-	reg.MustRegister(m.requests, m.errors, m.latency, m.drops, m.sampledOut, m.timeouts)
+	m.commits = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "understudy_store_commit_seconds", Help: "Time of one batch committed by the store's writer, by outcome (ok, error).",
+		Buckets: prometheus.ExponentialBucketsRange(100e-6, 10, 16),
+	}, []string{"outcome"})
+	// Both outcomes exist at 0 from the start.
+	m.commits.WithLabelValues("ok")
+	m.commits.WithLabelValues("error")
+	reg.MustRegister(m.requests, m.errors, m.latency, m.drops, m.sampledOut, m.timeouts, m.commits)
 	return m
 }
 
@@ -168,6 +176,16 @@ func (m *Metrics) Skipped(shadow, version string, sampledOut, dropped int64) {
 	if dropped > 0 {
 		m.drops.WithLabelValues(shadow, version, "shadow").Add(float64(dropped))
 	}
+}
+
+// StoreCommit records one batch the store's writer committed; it has the
+// shape of store.CommitObserver.
+func (m *Metrics) StoreCommit(rows int, took time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.commits.WithLabelValues(outcome).Observe(took.Seconds())
 }
 
 // GaugeFunc registers a gauge read from f at scrape time.

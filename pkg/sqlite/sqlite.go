@@ -107,6 +107,9 @@ type Options struct {
 	// Replica is the id stamped on the rows this process writes and under
 	// which its traffic is counted (--replica-id).
 	Replica string
+	// OnCommit, if set, is told of every batch the writer commits or
+	// fails to commit, on the writer's goroutine: for metrics.
+	OnCommit store.CommitObserver
 }
 
 func (o *Options) setDefaults() {

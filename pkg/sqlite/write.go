@@ -404,7 +404,12 @@ func (db *DB) commitRows(b *batch) {
 		}
 	}()
 	var n batchCounts
-	if err := db.exec(b, &n); err != nil {
+	start := time.Now()
+	err := db.exec(b, &n)
+	if db.opts.OnCommit != nil {
+		db.opts.OnCommit(b.rows(), time.Since(start), err)
+	}
+	if err != nil {
 		db.fail(b, err)
 		return
 	}

@@ -132,6 +132,11 @@ type ReplicaCounts struct {
 	First, Last time.Time
 }
 
+// CommitObserver is told of each batch a backend's writer commits: how many
+// rows, how long the transaction took, and its error if it failed. Backends
+// take one in their options, for metrics; it must be cheap.
+type CommitObserver func(rows int, took time.Duration, err error)
+
 // Retention says which rows to keep.
 type Retention struct {
 	// Days deletes predictions, shadow results and skip counters older
