@@ -1,6 +1,12 @@
 // Package httpapi serves Understudy over HTTP with chi: prediction, model
 // listing, health, admin and the report. It knows the domain types and the
 // report's view model only.
+//
+// It depends on the domain (pkg/understudy), pkg/serving, pkg/oip,
+// pkg/report and the store contract (pkg/store), which it reaches through
+// the report. Models come in through understudy.Models, so it must not
+// import pkg/registry, pkg/onnx or a store adapter (pkg/sqlite,
+// pkg/postgres).
 package httpapi
 
 import (

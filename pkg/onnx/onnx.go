@@ -1,5 +1,15 @@
 // Package onnx runs models with ONNX Runtime. It is the only package that
 // imports onnxruntime_go and so the only one that sees cgo.
+//
+// It owns the ONNX Runtime environment; session creation (the device and
+// session options, the CUDA check, the signature and metadata read at
+// load); the conversion of domain tensors to ONNX Runtime values and back;
+// and the run, with its cancellation, presized outputs and CPU time. The
+// rest of Understudy reaches a model through understudy.LoadedModel and
+// understudy.Runner, and cmd passes Runtime.Load to the registry as its
+// loader. It imports the domain (pkg/understudy), the binding and
+// golang.org/x/sys/unix only: never a store (pkg/store or an adapter), the
+// HTTP or gRPC API, pkg/registry or pkg/serving.
 package onnx
 
 import (
