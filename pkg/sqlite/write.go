@@ -2,61 +2,11 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
-	"unsafe"
 
-	"github.com/mattn/go-sqlite3"
-	"golang.org/x/sys/unix"
-
-	"github.com/understudy-ml/understudy/pkg/store"
-	"github.com/understudy-ml/understudy/pkg/store/rollup"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
-
-// Rows are encoded by the caller rather than by the writer: the callers run
-// in parallel while the writer is the one bottleneck, and the row then holds
-// a snapshot that does not change if the caller reuses its tensors.
-
-type predRow struct {
-	id, model, version string
-	timeUS, latencyUS  int64
-	// inputs and outputs are the binary stored form (store.AppendStoredTensors),
-	// nil for NULL: bound as BLOBs.
-	inputs, outputs []byte
-	// inputsSHA256 is "" when the inputs are stored: readers hash the stored
-	// copy (store.StoredInputs). Over the cap it is the JSON form's hash.
-	inputsSHA256 string
-	inputsSize   int
-	status, err  string
-	cpuUS        sql.NullInt64
-	roll         rollup.Prediction
-}
-
-type shadowRow struct {
-	id, shadow, version, primary, primaryVersion string
-	timeUS, latencyUS                            int64
-	outputs                                      []byte // binary stored form; nil for NULL
-	status, err                                  string
-	agreement, maxAbsDiff, meanAbsDiff           sql.NullFloat64
-	primaryClass, shadowClass                    sql.NullInt64
-	comparison                                   string
-	sumSq, primaryScore, shadowScore             sql.NullFloat64
-	elements, cpuUS, primaryLatencyUS            sql.NullInt64
-	roll                                         rollup.Shadow
-}
-
-type skipKey struct {
-	shadow, version string
-	minute          int64
-}
-
-type skipRow struct {
-	skipKey
-	sampledOut, dropped int64
-}
 
 // flushReq is closed by the writer once everything queued before it is
 // committed or counted lost.
@@ -68,91 +18,9 @@ func (db *DB) WritePrediction(p *understudy.Prediction) {
 	db.enqueue(db.predRow(p), &db.preds)
 }
 
-func (db *DB) predRow(p *understudy.Prediction) *predRow {
-	r := &predRow{
-		id:        p.ID,
-		model:     p.Model,
-		version:   p.Version,
-		timeUS:    db.micros(p.Time),
-		latencyUS: p.Latency.Microseconds(),
-		status:    p.Status,
-		err:       p.Error,
-		cpuUS:     nullDuration(p.CPU),
-	}
-	// One buffer for both tensor maps: one allocation per row.
-	in := store.StoredTensorsSize(p.Inputs)
-	buf := make([]byte, 0, in+store.StoredTensorsSize(p.Outputs))
-	buf = store.AppendStoredTensors(buf, p.Inputs)
-	stored := buf[:len(buf):len(buf)]
-	r.inputsSize = len(stored)
-	if inputCap := db.opts.InputCap; inputCap < 0 || len(stored) > inputCap {
-		// Over the cap (or no inputs kept at all): keep the hash and size
-		// of the JSON form, as before the binary form; store the inputs
-		// anyway if that form fits, so that nothing stored before is not
-		// stored now.
-		j := store.EncodeTensors(p.Inputs)
-		r.inputsSHA256, r.inputsSize = store.InputsDigest(j), len(j)
-		if inputCap < 0 || len(j) > inputCap {
-			stored = nil
-		}
-	}
-	r.inputs = stored
-	if p.Outputs != nil {
-		r.outputs = store.AppendStoredTensors(buf[len(buf):], p.Outputs)
-	}
-	r.roll = rollup.PredictionOf(p, r.timeUS)
-	return r
-}
-
-// bytesString returns b as a string without copying it. Only for buffers
-// nothing writes to afterwards, such as a fresh encoding handed to a row.
-func bytesString(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
 // WriteShadowResult queues a shadow result for writing. It never blocks.
 func (db *DB) WriteShadowResult(s *understudy.ShadowResult) {
 	db.enqueue(db.shadowRow(s), &db.shadows)
-}
-
-func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
-	c := &s.Compare
-	r := &shadowRow{
-		id:             s.RequestID,
-		shadow:         s.Shadow,
-		version:        s.Version,
-		primary:        s.Primary,
-		primaryVersion: s.PrimaryVersion,
-		timeUS:         db.micros(s.Time),
-		latencyUS:      s.Latency.Microseconds(),
-		status:         s.Status,
-		err:            s.Error,
-		agreement:      nullFloat(c.Agreement),
-		maxAbsDiff:     nullFloat(c.MaxAbsDiff),
-		meanAbsDiff:    nullFloat(c.MeanAbsDiff),
-		primaryClass:   nullInt(c.PrimaryClass),
-		shadowClass:    nullInt(c.ShadowClass),
-		sumSq:          nullFloat(c.SumSqDiff),
-		primaryScore:   nullFloat(c.PrimaryScore),
-		shadowScore:    nullFloat(c.ShadowScore),
-		cpuUS:          nullDuration(s.CPU),
-	}
-	if c.MaxAbsDiff != nil && c.Elements > 0 {
-		r.elements = sql.NullInt64{Int64: int64(c.Elements), Valid: true}
-	}
-	if s.PrimaryLatency > 0 {
-		r.primaryLatencyUS = sql.NullInt64{Int64: s.PrimaryLatency.Microseconds(), Valid: true}
-	}
-	r.roll = rollup.ShadowOf(s, r.timeUS)
-	if s.Outputs != nil {
-		r.outputs = store.EncodeStoredTensors(s.Outputs)
-	}
-	// A fresh buffer that nothing else holds: no copy needed.
-	r.comparison = bytesString(store.MarshalComparison(c))
-	return r
 }
 
 // CountSkips adds sampled-out and dropped jobs of one shadow to its counters
@@ -176,32 +44,6 @@ func (db *DB) enqueue(row any, c *tableCounters) {
 	default:
 		c.lost.Add(1)
 	}
-}
-
-func (db *DB) micros(t time.Time) int64 {
-	if t.IsZero() {
-		t = db.opts.Now()
-	}
-	return t.UnixMicro()
-}
-
-func nullFloat(f *float64) sql.NullFloat64 {
-	if f == nil {
-		return sql.NullFloat64{}
-	}
-	return sql.NullFloat64{Float64: *f, Valid: true}
-}
-
-// nullDuration is a duration in microseconds, or NULL for 0 (not measured).
-func nullDuration(d time.Duration) sql.NullInt64 {
-	return sql.NullInt64{Int64: d.Microseconds(), Valid: d > 0}
-}
-
-func nullInt(i *int64) sql.NullInt64 {
-	if i == nil {
-		return sql.NullInt64{}
-	}
-	return sql.NullInt64{Int64: *i, Valid: true}
 }
 
 // Flush waits until every row queued before the call is committed or
@@ -375,22 +217,6 @@ func (db *DB) commit(b *batch) {
 	})
 }
 
-// checkpoint copies the write-ahead log into the database as far as
-// readers allow, without waiting for them, as SQLite's automatic
-// checkpoints do.
-func (db *DB) checkpoint() {
-	var busy, logFrames, done int
-	err := db.write.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logFrames, &done)
-	if err == nil {
-		db.checkpoints.Add(1)
-		db.checkpointTID.Store(int64(unix.Gettid()))
-		return
-	}
-	if ok, suppressed := db.checkpointLog.allow(); ok {
-		db.log.Warn().Err(err).Int64("suppressed", suppressed).Msg("checkpoint of the write-ahead log failed; the log grows until one succeeds")
-	}
-}
-
 // commitRows writes the rows of b in one transaction and counts every row
 // as written, duplicate or lost.
 func (db *DB) commitRows(b *batch) {
@@ -445,98 +271,4 @@ func (db *DB) fail(b *batch, err error) {
 		db.log.Error().Err(err).Int("lost_rows", b.rows()).Int64("suppressed_errors", suppressed).
 			Msg("store write failed; rows lost")
 	}
-}
-
-// rowError reports whether err concerns one row only, so that the rest of
-// its batch can still be committed. Anything else (disk full, I/O error,
-// read-only database, busy) fails the whole batch.
-func rowError(err error) bool {
-	var e sqlite3.Error
-	if !errors.As(err, &e) {
-		return false
-	}
-	switch e.Code {
-	case sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
-		return true
-	}
-	return false
-}
-
-func (db *DB) exec(b *batch, n *batchCounts) (err error) {
-	ctx := context.Background()
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	// A no-op after Commit; after a failure SQLite may have rolled back
-	// already, so its error says nothing.
-	defer func() { _ = tx.Rollback() }()
-	rowFailed := func(table, id string, err error) {
-		if ok, suppressed := db.failLog.allow(); ok {
-			db.log.Error().Err(err).Str("table", table).Str("request_id", id).Int64("suppressed_errors", suppressed).
-				Msg("store could not write a row; row lost")
-		}
-	}
-	dup := func(table, id string) {
-		if ok, suppressed := db.dupLog.allow(); ok {
-			db.log.Warn().Str("table", table).Str("request_id", id).Int64("suppressed", suppressed).
-				Msg("duplicate request id ignored")
-		}
-	}
-	ru := rollup.NewBatch(db.opts.Replica)
-	if len(b.preds) > 0 {
-		st := tx.StmtContext(ctx, db.insPred)
-		for _, r := range b.preds {
-			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err, r.cpuUS)
-			if err != nil {
-				if !rowError(err) {
-					return fmt.Errorf("insert prediction: %w", err)
-				}
-				n.preds.lost++
-				rowFailed("predictions", r.id, err)
-			} else if k, _ := res.RowsAffected(); k == 0 {
-				n.preds.duplicate++
-				dup("predictions", r.id)
-			} else {
-				n.preds.written++
-				ru.AddPrediction(&r.roll)
-			}
-		}
-	}
-	if len(b.shadows) > 0 {
-		st := tx.StmtContext(ctx, db.insShadow)
-		for _, r := range b.shadows {
-			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.shadow, r.version, r.primary, r.primaryVersion, r.outputs, r.latencyUS, r.status, r.err,
-				r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison,
-				r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS)
-			if err != nil {
-				if !rowError(err) {
-					return fmt.Errorf("insert shadow result: %w", err)
-				}
-				n.shadows.lost++
-				rowFailed("shadow_results", r.id, err)
-			} else if k, _ := res.RowsAffected(); k == 0 {
-				n.shadows.duplicate++
-				dup("shadow_results", r.id)
-			} else {
-				n.shadows.written++
-				ru.AddShadow(&r.roll)
-			}
-		}
-	}
-	if len(b.skips) > 0 {
-		st := tx.StmtContext(ctx, db.upsertSkip)
-		for _, r := range b.skips {
-			if _, err := st.ExecContext(ctx, r.shadow, r.version, r.minute, r.sampledOut, r.dropped); err != nil {
-				return fmt.Errorf("upsert skips: %w", err)
-			}
-		}
-	}
-	if err := writeRollups(ctx, tx, &db.rollup, ru); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
 }
