@@ -39,7 +39,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 	"github.com/rs/zerolog"
 
 	"github.com/understudy-ml/understudy/migrations"
@@ -63,6 +62,10 @@ const (
 // retentionChunk bounds each retention DELETE, so that no statement holds
 // many row locks for long.
 const retentionChunk = 5000
+
+// migrationLock is the advisory lock key held while migrating: the bytes
+// "undrstdy", so that it does not collide with another application's.
+const migrationLock int64 = 0x756e647273746479
 
 // logEvery is the shortest interval between two log lines of one kind; the
 // lines in between are counted.
@@ -262,20 +265,27 @@ func (db *DB) open(ctx context.Context, cfg *pgxpool.Config) error {
 	if err := db.pool.Ping(pctx); err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	// goose does not lock unless given a locker: its PostgreSQL session
-	// locker takes pg_try_advisory_lock on one connection and retries
-	// until the replica that holds it has migrated.
-	locker, err := lock.NewPostgresSessionLocker()
+	// goose takes no lock unless given a locker, and its PostgreSQL
+	// session locker polls pg_try_advisory_lock every 5 s: replicas
+	// starting together would wait seconds each. pg_advisory_lock waits
+	// instead, and wakes the moment the replica migrating is done; the
+	// others then find nothing to do.
+	c, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
+	defer c.Release()
+	if _, err := c.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
+		return fmt.Errorf("migrations: lock: %w", err)
+	}
+	defer func() { _, _ = c.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, migrationLock) }()
 	sqldb := stdlib.OpenDBFromPool(db.pool)
 	defer sqldb.Close()
 	sub, err := fs.Sub(migrations.Postgres, "postgres")
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, sqldb, sub, goose.WithDisableGlobalRegistry(true), goose.WithSessionLocker(locker))
+	p, err := goose.NewProvider(goose.DialectPostgres, sqldb, sub, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
