@@ -19,12 +19,12 @@
 -- time.
 CREATE TABLE shadow_rollups (
     id              BIGSERIAL        NOT NULL UNIQUE, -- what the buckets refer to
-    shadow          TEXT             NOT NULL,
-    version         TEXT             NOT NULL,
+    shadow          TEXT COLLATE "C" NOT NULL,
+    version         TEXT COLLATE "C" NOT NULL,
     span            BIGINT           NOT NULL,
     start           BIGINT           NOT NULL,
-    primary_model   TEXT             NOT NULL,
-    primary_version TEXT             NOT NULL,
+    primary_model   TEXT COLLATE "C" NOT NULL,
+    primary_version TEXT COLLATE "C" NOT NULL,
     pairs           BIGINT           NOT NULL, -- stored shadow runs: ok + errors + timeouts
     ok              BIGINT           NOT NULL,
     errors          BIGINT           NOT NULL,
@@ -58,8 +58,8 @@ CREATE TABLE shadow_rollup_buckets (
 
 -- Predicted classes of every row of the first class output.
 CREATE TABLE confusion_rollups (
-    shadow        TEXT   NOT NULL,
-    version       TEXT   NOT NULL,
+    shadow        TEXT COLLATE "C" NOT NULL,
+    version       TEXT COLLATE "C" NOT NULL,
     span          BIGINT NOT NULL,
     start         BIGINT NOT NULL,
     primary_class BIGINT NOT NULL,
@@ -73,8 +73,8 @@ CREATE INDEX confusion_rollups_start ON confusion_rollups (span, start);
 CREATE TABLE primary_rollups (
     span     BIGINT NOT NULL,
     start    BIGINT NOT NULL,
-    model    TEXT   NOT NULL,
-    version  TEXT   NOT NULL,
+    model    TEXT COLLATE "C" NOT NULL,
+    version  TEXT COLLATE "C" NOT NULL,
     requests BIGINT NOT NULL,
     errors   BIGINT NOT NULL, -- status not ok
     cpu_us   BIGINT NOT NULL,
