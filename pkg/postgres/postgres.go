@@ -236,6 +236,10 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = opts.SynchronousCommit
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "understudy"
+	// The store's queries are short: JIT compiling one (which the planner
+	// chooses by estimated cost, often wrongly on fresh tables) costs more
+	// than it saves.
+	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	cfg.MaxConns = opts.MaxConns
 	db.listen = cfg.ConnConfig.Copy()
 	if err := db.open(ctx, cfg); err != nil {
