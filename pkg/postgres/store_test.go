@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/understudy-ml/understudy/internal/pgtest"
@@ -39,6 +41,30 @@ func open(tb testing.TB, url string, opts postgres.Options) *postgres.DB {
 func TestStore(t *testing.T) {
 	t.Run("default", func(t *testing.T) { storetest.Run(t, opener(postgres.Options{})) })
 	t.Run("small batches", func(t *testing.T) { storetest.Run(t, opener(postgres.Options{BatchSize: 7})) })
+	// A database whose default collation orders "B" after "a": names must
+	// still come back in byte order.
+	t.Run("ICU collation", func(t *testing.T) {
+		storetest.Run(t, func(tb testing.TB) store.Store { return open(tb, icuURL(tb), postgres.Options{}) })
+	})
+}
+
+// icuURL creates a database whose default collation is ICU's English, and
+// drops it when the test ends.
+func icuURL(tb testing.TB) string {
+	tb.Helper()
+	admin := pgtest.Admin(tb)
+	u, err := url.Parse(pgtest.URL(tb)) // for a unique name, and the lock
+	if err != nil {
+		tb.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/") + "_icu"
+	c := conn(tb, admin)
+	if _, err := c.Exec(context.Background(), "CREATE DATABASE "+name+" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'"); err != nil {
+		tb.Skipf("no ICU collation on this server: %v", err)
+	}
+	tb.Cleanup(func() { _, _ = conn(tb, admin).Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	u.Path = "/" + name
+	return u.String()
 }
 
 // Ensure the report's figures on PostgreSQL match those computed from the
