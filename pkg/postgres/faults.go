@@ -188,6 +188,14 @@ func (db *DB) Buffer() BufferStats {
 	return BufferStats{Rows: h.rows.Load(), Bytes: h.bytes.Load(), DroppedWhileDown: h.droppedWhileDown.Load(), Retries: h.retries.Load()}
 }
 
+// rolledBack reports whether the server rolled the transaction back to
+// resolve a conflict with another one (SQLSTATE class 40: serialization
+// failure, deadlock).
+func rolledBack(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code[:2] == "40"
+}
+
 // transient reports whether a batch that failed with err may succeed if
 // retried as it is: the server is unreachable, restarting, out of
 // resources, or rolled the transaction back (serialization failure,

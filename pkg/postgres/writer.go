@@ -193,10 +193,22 @@ func (db *DB) commit(b *batch) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	var n batchCounts
-	db.batches.Add(1)
-	if err := db.exec(ctx, b, &n); err != nil {
+	for attempt := 1; ; attempt++ {
+		n = batchCounts{}
+		db.batches.Add(1)
+		err = db.exec(ctx, b, &n)
+		if err == nil {
+			break
+		}
 		db.failedBatches.Add(1)
-		return err
+		// Concurrent writers lock rollup rows in one order, but a
+		// deadlock or serialization failure is still possible (with
+		// retention, say): it says nothing about the server's health,
+		// so the batch is retried at once, a few times, before it
+		// counts as a failure.
+		if !rolledBack(err) || attempt == 3 {
+			return err
+		}
 	}
 	db.preds.written.Add(n.preds.written)
 	db.preds.duplicate.Add(n.preds.duplicate)
