@@ -62,7 +62,9 @@ func icuURL(tb testing.TB) string {
 	if _, err := c.Exec(context.Background(), "CREATE DATABASE "+name+" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8'"); err != nil {
 		tb.Skipf("no ICU collation on this server: %v", err)
 	}
-	tb.Cleanup(func() { _, _ = conn(tb, admin).Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	tb.Cleanup(func() {
+		_, _ = conn(tb, admin).Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+	})
 	u.Path = "/" + name
 	return u.String()
 }
