@@ -28,7 +28,8 @@ const (
 
 // WatchDeployment implements store.DeploymentWatcher. It calls fn with the
 // deployment after each change saved by any replica (this one included),
-// found by LISTEN or by the poll; not with the one stored when it starts.
+// found by LISTEN or by the poll; not with the one stored when it starts
+// (unless it could not be read then: it is delivered once it can).
 // It reconnects with backoff when the listening connection drops, and
 // returns ctx's error when ctx is done.
 func (db *DB) WatchDeployment(ctx context.Context, fn func(understudy.Deployment)) error {
@@ -40,7 +41,14 @@ func (db *DB) WatchDeployment(ctx context.Context, fn func(understudy.Deployment
 		return ctx.Err()
 	}
 	notes := make(chan struct{}, 1)
-	go w.listen(ctx, notes)
+	lctx, stop := context.WithCancel(ctx)
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		w.listen(lctx, notes)
+	}()
+	// Nothing of the watcher outlives the call.
+	defer func() { stop(); <-listening }()
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
