@@ -3,12 +3,14 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/understudy-ml/understudy/internal/pgtest"
 	"github.com/understudy-ml/understudy/pkg/postgres"
+	"github.com/understudy-ml/understudy/pkg/store"
 )
 
 // These tests stop and start the cluster's server (pgtest.Lock keeps the
@@ -119,4 +121,38 @@ func TestOutageDropsBeyondBuffer(t *testing.T) {
 	}
 	pgtest.Start(t)
 	checkStored(t, url, 0)
+}
+
+// Ensure a server stopped and started while rows keep coming, batches in
+// flight, still ends with every row stored once and counted once: written,
+// or duplicate if an attempt whose commit was not acknowledged did commit,
+// and in the rollups exactly once either way.
+func TestOutageWhileWriting(t *testing.T) {
+	pgtest.Lock(t)
+	url := pgtest.URL(t)
+	db := open(t, url, postgres.Options{FlushInterval: 5 * time.Millisecond, BatchSize: 100})
+	at := time.Date(2030, 6, 1, 23, 30, 0, 0, time.UTC)
+	const n = 3000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := range 30 {
+			writePairs(db, fmt.Sprintf("w%02d-", k), n/30, at.Add(time.Duration(k)*time.Minute))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	pgtest.Stop(t)
+	time.Sleep(300 * time.Millisecond)
+	pgtest.Start(t)
+	<-done
+	flush(t, db)
+	st := db.Stats()
+	for name, ts := range map[string]store.TableStats{"predictions": st.Predictions, "shadow results": st.ShadowResults} {
+		if ts.Written+ts.Duplicate != n || ts.Lost != 0 {
+			t.Errorf("%s: %+v; want %d written or duplicate, none lost", name, ts, n)
+		}
+	}
+	t.Logf("stats %+v, buffer %+v", st, db.Buffer())
+	checkStored(t, url, n)
 }
