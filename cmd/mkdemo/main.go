@@ -2,6 +2,9 @@
 // models/iris-v1.onnx, models/iris-v2.onnx, testdata/iris-holdout.csv and
 // testdata/iris-holdout.jsonl. Run it from the repository root; the output is byte-for-byte
 // the same on every run.
+//
+// It owns only the writing of those files; the training is pkg/demo's. It must not import
+// pkg/onnx or anything else that needs cgo or ONNX Runtime, so that it runs wherever Go does.
 package main
 
 import (

@@ -19,7 +19,7 @@ import (
 )
 
 // shadowFiles returns two shadows for a model: for the demo its v2 and a
-// retrained variant, for the generated model two other seeds.
+// retrained variant, for a generated model two other seeds.
 func shadowFiles(m benchModel) (map[string][]byte, error) {
 	if strings.HasPrefix(m.name, "iris") {
 		v2, err := os.ReadFile("models/iris-v2.onnx")
@@ -29,11 +29,19 @@ func shadowFiles(m benchModel) (map[string][]byte, error) {
 		alt, err := onnxbuild.RandomMLP(3, 4, []int{8}, 3).Model("alt").Marshal()
 		return map[string][]byte{"shadow-a": v2, "shadow-b": alt}, err
 	}
-	a, err := onnxbuild.RandomMLP(2, onnxbuild.LargeMLPInputs, []int{1024, 1024, 1024, 1024}, 10).Model("a").Marshal()
+	// The same shape as the model, so that the shadows take its inputs.
+	in, hidden, classes := onnxbuild.LargeMLPInputs, []int{1024, 1024, 1024, 1024}, 10
+	if d := m.mlp; d != nil {
+		in, hidden, classes = d.Inputs(), nil, d.Classes()
+		for _, l := range d.Layers[:len(d.Layers)-1] {
+			hidden = append(hidden, len(l.W))
+		}
+	}
+	a, err := onnxbuild.RandomMLP(2, in, hidden, classes).Model("a").Marshal()
 	if err != nil {
 		return nil, err
 	}
-	b, err := onnxbuild.RandomMLP(3, onnxbuild.LargeMLPInputs, []int{1024, 1024, 1024, 1024}, 10).Model("b").Marshal()
+	b, err := onnxbuild.RandomMLP(3, in, hidden, classes).Model("b").Marshal()
 	return map[string][]byte{"shadow-a": a, "shadow-b": b}, err
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,37 +17,7 @@ import (
 	"github.com/understudy-ml/understudy/pkg/onnxbuild"
 )
 
-const adminToken = "s3cret-token"
-
 var fastWatch = []string{"--settle", "200ms", "--rescan", "100ms", "--admin-token", adminToken}
-
-type modelView struct {
-	Name     string   `json:"name"`
-	Version  string   `json:"version"`
-	Role     string   `json:"role"`
-	Error    string   `json:"error"`
-	Warnings []string `json:"warnings"`
-	Sampling *float64 `json:"sampling"`
-	Timeout  int64    `json:"timeout_ms"`
-	Paused   bool     `json:"paused"`
-	LoadMS   float64  `json:"load_ms"`
-	Batching *struct {
-		MaxRows        int    `json:"max_rows"`
-		MergedRuns     int64  `json:"merged_runs"`
-		MergedRequests int64  `json:"merged_requests"`
-		Off            string `json:"off"`
-	} `json:"batching"`
-}
-
-func listModels(tb testing.TB, url string) []modelView {
-	tb.Helper()
-	r := testRequest(tb, "GET", url+"/models", nil)
-	var v struct{ Models []modelView }
-	if err := json.Unmarshal(r.Body, &v); err != nil {
-		tb.Fatal(err)
-	}
-	return v.Models
-}
 
 // waitFor polls /models until cond holds or the deadline passes.
 func waitFor(tb testing.TB, url, what string, cond func([]modelView) bool) []modelView {
@@ -64,31 +33,6 @@ func waitFor(tb testing.TB, url, what string, cond func([]modelView) bool) []mod
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-}
-
-func find(ms []modelView, name, role string) *modelView {
-	for i := range ms {
-		if ms[i].Name == name && (role == "" || ms[i].Role == role) {
-			return &ms[i]
-		}
-	}
-	return nil
-}
-
-func admin(tb testing.TB, method, url, token string, body []byte) response {
-	tb.Helper()
-	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
-	return response{resp.StatusCode, resp.Header, b.Bytes()}
 }
 
 type eventView struct {

@@ -1,5 +1,14 @@
 // Command understudy serves ONNX models over HTTP and shadow-tests new ones
 // against the primary.
+//
+// It owns the wiring and the command line: the serve, replay and version
+// commands, the configuration with its flags and environment variables,
+// and the one place where the adapters (ONNX Runtime, the SQLite store,
+// HTTP, gRPC, metrics) are chosen and connected to the registry, the
+// serving path and the mirror. It holds no domain logic of its own. It may
+// import any package of the module except the test-only ones
+// (internal/pgtest, store/storetest, report/reporttest), which only its
+// tests may use; nothing imports it.
 package main
 
 import (

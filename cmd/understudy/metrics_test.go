@@ -82,6 +82,9 @@ func TestMetricsSeriesExistFromLoad(t *testing.T) {
 		series("understudy_shadow_dropped_total", "model", s, "version", sv, "role", "shadow"),
 		series("understudy_shadow_sampled_out_total", "model", s, "version", sv, "role", "shadow"),
 		series("understudy_shadow_timeouts_total", "model", s, "version", sv, "role", "shadow"),
+		series("understudy_store_commit_seconds", "outcome", "error"),
+		series("understudy_store_write_errors_total"),
+		series("understudy_store_rows_lost_total", "table", "predictions"),
 	} {
 		v, ok := got[want]
 		if !ok {
@@ -130,6 +133,13 @@ func TestMetricsSeriesExistFromLoad(t *testing.T) {
 		if g := int64(got[c.series]); g != c.want {
 			t.Errorf("%s = %d, want %d as the report counts", c.series, g, c.want)
 		}
+	}
+	if got[series("understudy_store_commit_seconds", "outcome", "ok")] < 1 || got[series("understudy_store_batches_total")] < got[series("understudy_store_commit_seconds", "outcome", "ok")] {
+		t.Errorf("store commits: histogram %v, batches %v; want at least one commit, each counted",
+			got[series("understudy_store_commit_seconds", "outcome", "ok")], got[series("understudy_store_batches_total")])
+	}
+	if w := got[series("understudy_store_rows_written_total", "table", "predictions")]; int64(w) != rep.Requests {
+		t.Errorf("store rows written %v, want %d as the report counts", w, rep.Requests)
 	}
 	if tr.OK != n {
 		t.Errorf("report: %d ok pairs, want %d (shedding is off)", tr.OK, n)

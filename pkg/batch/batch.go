@@ -11,6 +11,11 @@
 // every output depends on row i of the inputs alone. ONNX cannot say so, so
 // merging is opt-in, and a model whose outputs do not have one row per input
 // row is switched back to single runs the first time that shows.
+//
+// It owns the merging only: a Batcher wraps one model's Runner and is itself
+// a Runner, so the registry can put it in front of a primary. It imports the
+// domain (pkg/understudy) and the standard library only; never the registry
+// or an adapter (onnx, http, grpc, a store).
 package batch
 
 import (

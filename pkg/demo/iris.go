@@ -3,6 +3,10 @@
 // v1 is a deliberately weak primary (logistic regression on the sepal measurements only) and v2
 // a stronger candidate (a small MLP on all four), so that shadowing v2 behind v1 shows real
 // disagreements. Everything is seeded, so cmd/mkdemo writes the same bytes on every run.
+//
+// It owns the Iris data set's loading, the two models' training and their export. It imports
+// pkg/onnxbuild and the standard library only; never pkg/onnx or anything else that needs cgo
+// or ONNX Runtime, and nothing of the server.
 package demo
 
 import (

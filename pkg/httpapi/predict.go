@@ -230,7 +230,7 @@ func describeInputs(sig *understudy.Signature) string {
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	end := s.Serving.Begin()
 	defer end()
-	received := s.Now()
+	received := s.received(r)
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.error(w, r, err)

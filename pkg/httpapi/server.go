@@ -1,6 +1,12 @@
 // Package httpapi serves Understudy over HTTP with chi: prediction, model
 // listing, health, admin and the report. It knows the domain types and the
 // report's view model only.
+//
+// It depends on the domain (pkg/understudy), pkg/serving, pkg/oip,
+// pkg/report and the store contract (pkg/store), which it reaches through
+// the report. Models come in through understudy.Models, so it must not
+// import pkg/registry, pkg/onnx or a store adapter (pkg/sqlite,
+// pkg/postgres).
 package httpapi
 
 import (
@@ -14,7 +20,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 
 	"github.com/understudy-ml/understudy/pkg/report"
@@ -69,18 +74,21 @@ type Server struct {
 	// Extra mounts more routes (metrics) without this package knowing
 	// them.
 	Extra func(r chi.Router)
+
+	realClock bool // Now is time.Now
 }
 
 // Handler returns the router with all middleware and routes.
 func (s *Server) Handler() http.Handler {
 	if s.Now == nil {
 		s.Now = time.Now
+		s.realClock = true
 	}
 	if s.Serving == nil {
 		s.Serving = &serving.Service{Models: s.Models}
 	}
 	r := chi.NewRouter()
-	r.Use(s.requestID, s.accessLog, s.recoverer)
+	r.Use(s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, understudy.Errorf(understudy.ENOTFOUND, "no route for %s %s; see GET /report, GET /models, POST /predict, GET /healthz, GET /readyz", r.Method, r.URL.Path))
 	})
@@ -105,7 +113,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Extra != nil {
 		s.Extra(r)
 	}
-	return r
+	return s.outer(r)
 }
 
 // allMethods are the methods allowedMethods tries, in the order the Allow
@@ -139,8 +147,87 @@ func RequestID(r *http.Request) string {
 	return id
 }
 
-func (s *Server) requestID(next http.Handler) http.Handler {
+// request is what the outer handler keeps for one request, in one
+// allocation: the request id and chi's route context, both reached through
+// the request's context, and the writer that records the status for the
+// access log. Before, the request id middleware and chi each copied the
+// http.Request to add a context value, and chi's response writer wrapper
+// took four allocations of its own.
+type request struct {
+	ctx  requestContext
+	rctx chi.Context
+	w    statusWriter
+}
+
+// requestContext carries the request id and chi's route context over the
+// server's context, so that one WithContext serves both. chi finds its
+// route context already there and routes with it.
+type requestContext struct {
+	context.Context
+	id    string
+	rctx  *chi.Context
+	start time.Time
+}
+
+func (c *requestContext) Value(key any) any {
+	switch key {
+	case requestIDKey:
+		return c.id
+	case chi.RouteCtxKey:
+		return c.rctx
+	}
+	return c.Context.Value(key)
+}
+
+// statusWriter records the status and the bytes written, for the access
+// log. Unwrap lets http.ResponseController reach the connection.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// received returns when the request arrived: the outer handler's clock
+// reading, unless the server's clock is replaced (tests).
+func (s *Server) received(r *http.Request) time.Time {
+	if c, ok := r.Context().(*requestContext); ok && s.realClock {
+		return c.start
+	}
+	return s.Now()
+}
+
+// outer gives each request its id and writes its access log line, around
+// the router: what the requestID and accessLog middleware did.
+func (s *Server) outer(mux *chi.Mux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		// An id that could not be echoed unchanged in the response header
 		// is replaced like an over-long one, so that header and body agree;
 		// a bad header is not worth a 400 on every route. net/http has
@@ -150,33 +237,34 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			id = serving.NewID()
 		}
 		w.Header()["X-Request-Id"] = []string{id}
-		ctx := r.Context()
-		r = r.WithContext(contextWithID(ctx, id))
-		next.ServeHTTP(w, r)
+		q := &request{w: statusWriter{ResponseWriter: w}}
+		q.rctx.Routes = mux
+		q.ctx = requestContext{Context: r.Context(), id: id, rctx: &q.rctx, start: start}
+		r = r.WithContext(&q.ctx)
+		mux.ServeHTTP(&q.w, r)
+		s.logRequest(r, &q.w, start)
 	})
 }
 
-func (s *Server) accessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		status := ww.Status()
-		if status == 0 {
-			status = http.StatusOK
-		}
-		ev := s.Log.Info()
-		if status >= 500 {
-			ev = s.Log.Error()
-		}
-		// The handler may replace the id with the one in the request body.
-		ev.Str("request_id", ww.Header().Get("X-Request-Id")).
-			Str("method", r.Method).Str("path", r.URL.Path).
-			Int("status", status).Int("bytes", ww.BytesWritten()).
-			Int64("in_bytes", r.ContentLength).
-			Dur("latency", time.Since(start)).Str("remote", r.RemoteAddr).
-			Msg("request")
-	})
+func (s *Server) logRequest(r *http.Request, ww *statusWriter, start time.Time) {
+	status := ww.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	ev := s.Log.Info()
+	if status >= 500 {
+		ev = s.Log.Error()
+	}
+	if ev == nil {
+		return
+	}
+	// The handler may replace the id with the one in the request body.
+	ev.Str("request_id", ww.Header().Get("X-Request-Id")).
+		Str("method", r.Method).Str("path", r.URL.Path).
+		Int("status", status).Int("bytes", ww.bytes).
+		Int64("in_bytes", r.ContentLength).
+		Dur("latency", time.Since(start)).Str("remote", r.RemoteAddr).
+		Msg("request")
 }
 
 func (s *Server) recoverer(next http.Handler) http.Handler {

@@ -1,5 +1,12 @@
 // Package metrics defines Understudy's Prometheus metrics, labelled by model
 // and role, and serves them at /metrics.
+//
+// It owns the metric names, their help and labels, and the registry they
+// live in. It imports the Prometheus client and the standard library only,
+// nothing of Understudy's: what it counts comes in through its methods and
+// through functions it calls at scrape time (TrackModels, GaugeFunc), which
+// cmd connects to the registry, the store and the mirror. The shadow mirror
+// reaches it through its own Observer interface, not by importing it.
 package metrics
 
 import (
@@ -23,6 +30,7 @@ type Metrics struct {
 	drops      *prometheus.CounterVec
 	sampledOut *prometheus.CounterVec
 	timeouts   *prometheus.CounterVec
+	commits    *prometheus.HistogramVec
 
 	// models lists the loaded models before each scrape, so that their
 	// series exist at 0 from their load and go with their unload.
@@ -63,7 +71,14 @@ func New() *Metrics {
 			Name: "understudy_shadow_timeouts_total", Help: "Shadow runs terminated by their timeout.",
 		}, []string{"model", "version", "role"}),
 	}
-	reg.MustRegister(m.requests, m.errors, m.latency, m.drops, m.sampledOut, m.timeouts)
+	m.commits = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "understudy_store_commit_seconds", Help: "Time of one batch committed by the store's writer, by outcome (ok, error).",
+		Buckets: prometheus.ExponentialBucketsRange(100e-6, 10, 16),
+	}, []string{"outcome"})
+	// Both outcomes exist at 0 from the start.
+	m.commits.WithLabelValues("ok")
+	m.commits.WithLabelValues("error")
+	reg.MustRegister(m.requests, m.errors, m.latency, m.drops, m.sampledOut, m.timeouts, m.commits)
 	return m
 }
 
@@ -161,6 +176,16 @@ func (m *Metrics) Skipped(shadow, version string, sampledOut, dropped int64) {
 	if dropped > 0 {
 		m.drops.WithLabelValues(shadow, version, "shadow").Add(float64(dropped))
 	}
+}
+
+// StoreCommit records one batch the store's writer committed; it has the
+// shape of store.CommitObserver.
+func (m *Metrics) StoreCommit(rows int, took time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.commits.WithLabelValues(outcome).Observe(took.Seconds())
 }
 
 // GaugeFunc registers a gauge read from f at scrape time.

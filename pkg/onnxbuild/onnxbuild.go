@@ -4,6 +4,10 @@
 // exactly the graphs they need (odd dtypes, dynamic dims, rank-0 outputs, slow chains) and
 // check the serving stack against real ONNX Runtime. It covers only what ONNX Runtime needs to
 // load a model: no external data, sparse tensors, functions or training info.
+//
+// It owns the graph types, their validation, the encoding and a set of ready-made models. It
+// imports protowire and the standard library only: never pkg/onnx, cgo or anything of the
+// server, so that any package's tests and the demo tooling can use it.
 package onnxbuild
 
 import (

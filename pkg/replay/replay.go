@@ -1,6 +1,11 @@
 // Package replay sends the rows of a CSV or JSON-lines file to a running
 // Understudy server at a steady rate, posts their labels to /feedback, and
 // summarises what happened.
+//
+// It owns the reading of those files, the client and its pacing, and the
+// summary. It talks to the server over HTTP only, as any client would, and
+// imports the standard library alone: never the server's packages, not even
+// the domain, so that it cannot depend on anything a real client lacks.
 package replay
 
 import (

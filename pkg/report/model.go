@@ -64,6 +64,17 @@ type Thresholds struct {
 // DefaultThresholds are used when the server is not told otherwise.
 var DefaultThresholds = Thresholds{MinPairs: 30, MinAgreement: 0.8, MaxLatencyRatio: 1.5, MaxErrorRateIncrease: 0.001, Alpha: 0.05}
 
+// ReplicaReport is one replica's share of the window's traffic.
+type ReplicaReport struct {
+	Replica  string    `json:"replica"`
+	Requests int64     `json:"requests"`
+	Errors   int64     `json:"errors"`
+	Pairs    int64     `json:"pairs"`
+	Share    float64   `json:"share"` // of the window's requests
+	First    time.Time `json:"first"`
+	Last     time.Time `json:"last"`
+}
+
 // Report is the whole comparison for a window.
 type Report struct {
 	GeneratedAt time.Time  `json:"generated_at"`
@@ -79,6 +90,9 @@ type Report struct {
 	PrimaryErrors int64 `json:"primary_errors"`
 	// Shadows has one entry per shadow name and version seen in the window.
 	Shadows []ShadowReport `json:"shadows"`
+	// Replicas breaks the window's traffic down by the replica that
+	// served and stored it, when several share the store.
+	Replicas []ReplicaReport `json:"replicas"`
 	// Versions lists every shadow version with data, for the selector.
 	Versions []understudy.ModelRef `json:"versions"`
 	// Events are the latest lifecycle events.

@@ -1,6 +1,12 @@
 // Package shadow mirrors primary requests to shadow models off the request
 // path. Submitting never blocks; a bounded pool of low-priority workers runs
 // the shadows, compares their answers with the primary's and stores them.
+//
+// It owns the queue, the workers and their scheduling priority, sampling
+// and load shedding. It imports the domain and pkg/registry (the shadows,
+// reference-counted, with their settings); never an adapter: results go
+// to the domain's understudy.Store and counts to its Observer interface, so
+// it must not import pkg/onnx, a store backend, pkg/metrics or the APIs.
 package shadow
 
 import (

@@ -43,10 +43,14 @@ func (db *DB) LoadDeployment(ctx context.Context) (*understudy.Deployment, error
 	return &d, nil
 }
 
-// RecordEvent stores one lifecycle event.
+// RecordEvent stores one lifecycle event, as this replica's unless the
+// event names another.
 func (db *DB) RecordEvent(ctx context.Context, ev understudy.Event) error {
-	_, err := db.write.ExecContext(ctx, `INSERT INTO events (time_us, kind, model, version, actor, detail) VALUES (?, ?, ?, ?, ?, ?)`,
-		ev.Time.UnixMicro(), ev.Kind, ev.Model, nullString(ev.Version), ev.Actor, nullString(ev.Detail))
+	if ev.Replica == "" {
+		ev.Replica = db.opts.Replica
+	}
+	_, err := db.write.ExecContext(ctx, `INSERT INTO events (time_us, kind, model, version, actor, detail, replica) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		ev.Time.UnixMicro(), ev.Kind, ev.Model, nullString(ev.Version), ev.Actor, nullString(ev.Detail), ev.Replica)
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
@@ -58,7 +62,7 @@ func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]understudy.Eve
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT id, time_us, kind, model, COALESCE(version, ''), actor, COALESCE(detail, '')
+	rows, err := db.read.QueryContext(ctx, `SELECT id, time_us, kind, model, COALESCE(version, ''), actor, COALESCE(detail, ''), replica
 		FROM events WHERE (? = '' OR model = ?) AND time_us >= ? ORDER BY time_us DESC, id DESC LIMIT ?`,
 		f.Model, f.Model, f.Since.UnixMicro(), f.Limit)
 	if err != nil {
@@ -69,7 +73,7 @@ func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]understudy.Eve
 	for rows.Next() {
 		var ev understudy.Event
 		var us int64
-		if err := rows.Scan(&ev.ID, &us, &ev.Kind, &ev.Model, &ev.Version, &ev.Actor, &ev.Detail); err != nil {
+		if err := rows.Scan(&ev.ID, &us, &ev.Kind, &ev.Model, &ev.Version, &ev.Actor, &ev.Detail, &ev.Replica); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		ev.Time = time.UnixMicro(us)

@@ -111,6 +111,10 @@ func (s *snapshot) pairRecords(ctx context.Context, keys []rollup.PairKey) ([]st
 				rows.Close()
 				return nil, fmt.Errorf("read pairs: %w", err)
 			}
+			if err := tensorsJSON(&r.Inputs, &r.PrimaryOutputs, &r.ShadowOutputs); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read pairs: request %q: %w", r.RequestID, err)
+			}
 			r.Time = time.UnixMicro(timeUS)
 			r.Latency = time.Duration(latencyUS) * time.Microsecond
 			r.PrimaryClass, r.ShadowClass = ptrInt(pc), ptrInt(sc)
@@ -164,6 +168,12 @@ func (s *snapshot) Request(ctx context.Context, requestID string) (*store.Stored
 	case err == nil:
 		p.Time = time.UnixMicro(timeUS)
 		p.Inputs, p.Outputs, p.Error = inputs.String, outputs.String, errTx.String
+		if err := storedInputs(&p.Inputs, inputs.Valid, &p.InputsSHA256, &p.InputsSize); err != nil {
+			return nil, fmt.Errorf("read request %q inputs: %w", requestID, err)
+		}
+		if err := tensorsJSON(&p.Outputs); err != nil {
+			return nil, fmt.Errorf("read request %q outputs: %w", requestID, err)
+		}
 		p.Latency = time.Duration(latencyUS) * time.Microsecond
 		p.CPU = time.Duration(cpuUS.Int64) * time.Microsecond
 		p.Label = ptrFloat(label)
@@ -194,6 +204,9 @@ func (s *snapshot) Request(ctx context.Context, requestID string) (*store.Stored
 		}
 		r.Time = time.UnixMicro(timeUS)
 		r.Latency = time.Duration(latencyUS) * time.Microsecond
+		if err := tensorsJSON(&r.Outputs); err != nil {
+			return nil, fmt.Errorf("read request %q of %s outputs: %w", requestID, r.Shadow, err)
+		}
 		if platency.Valid {
 			d := time.Duration(platency.Int64) * time.Microsecond
 			r.PrimaryLatency = &d

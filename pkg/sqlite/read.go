@@ -151,6 +151,9 @@ func (db *DB) Prediction(ctx context.Context, requestID string) (*PredictionReco
 		r.LabelTime = time.UnixMicro(labelTimeUS.Int64)
 	}
 	if inputs != nil {
+		if _, r.InputsSHA256, r.InputsSize, err = store.StoredInputs(inputs, r.InputsSHA256, r.InputsSize); err != nil {
+			return nil, fmt.Errorf("read prediction %q inputs: %w", requestID, err)
+		}
 		if r.Inputs, err = store.DecodeTensors(inputs); err != nil {
 			return nil, fmt.Errorf("read prediction %q inputs: %w", requestID, err)
 		}

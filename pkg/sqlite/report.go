@@ -208,6 +208,27 @@ func (s *snapshot) SkipCounts(ctx context.Context, shadow, version string, from,
 	return sampledOut, dropped, nil
 }
 
+// Replicas implements store.Snapshot.
+func (s *snapshot) Replicas(ctx context.Context, from, to time.Time) ([]store.ReplicaCounts, error) {
+	lo, hi := rollup.MinuteRange(from, to)
+	var out []store.ReplicaCounts
+	err := s.each(ctx, `SELECT replica, sum(requests), sum(errors), sum(pairs), min(minute), max(minute) FROM replica_minutes
+		WHERE minute >= ? AND minute < ? GROUP BY replica ORDER BY replica`, []any{lo, hi}, func(rows *sql.Rows) error {
+		var rc store.ReplicaCounts
+		var first, last int64
+		if err := rows.Scan(&rc.Replica, &rc.Requests, &rc.Errors, &rc.Pairs, &first, &last); err != nil {
+			return err
+		}
+		rc.First, rc.Last = time.Unix(first*60, 0).UTC(), time.Unix(last*60, 0).UTC()
+		out = append(out, rc)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read replica counts: %w", err)
+	}
+	return out, nil
+}
+
 // PairSamples implements store.Snapshot.
 func (s *snapshot) PairSamples(ctx context.Context, shadow, version string, from, to time.Time) (*store.PairSamples, error) {
 	lo, hi := rollup.MicroRange(from, to)

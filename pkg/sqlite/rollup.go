@@ -114,6 +114,13 @@ func writeRollups(ctx context.Context, tx *sql.Tx, st *rollupStmts, ru *rollup.B
 			}
 		}
 	}
+	for k, d := range ru.Replicas {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO replica_minutes (replica, minute, requests, errors, pairs) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (replica, minute) DO UPDATE SET requests = requests + excluded.requests, errors = errors + excluded.errors, pairs = pairs + excluded.pairs`,
+			k.Replica, k.Minute, d.Requests, d.Errors, d.Pairs); err != nil {
+			return fmt.Errorf("write replica counts: %w", err)
+		}
+	}
 	if len(ru.Primaries) > 0 {
 		up := tx.StmtContext(ctx, st.primary)
 		for k, d := range ru.Primaries {
@@ -162,6 +169,14 @@ func (db *DB) trimRollups(ctx context.Context, oldestMinutes ...int64) (deleted 
 				return deleted, fmt.Errorf("retention of rollups: %w", err)
 			}
 		}
+	}
+	// Replicas' minutes go with the days of the rollups, so that the
+	// breakdown by replica adds up to the report's totals.
+	bound := rollup.TrimBefore(rollup.Spans[len(rollup.Spans)-1], oldestMinutes...)
+	n, err := db.deleteChunks(ctx, `DELETE FROM replica_minutes WHERE (replica, minute) IN
+		(SELECT replica, minute FROM replica_minutes WHERE minute < ? ORDER BY minute LIMIT ?)`, bound)
+	if deleted += n; err != nil {
+		return deleted, fmt.Errorf("retention of replica counts: %w", err)
 	}
 	return deleted, nil
 }

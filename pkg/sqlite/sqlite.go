@@ -104,6 +104,12 @@ type Options struct {
 	// Now is the clock for label times, model sightings and retention.
 	// Default time.Now.
 	Now func() time.Time
+	// Replica is the id stamped on the rows this process writes and under
+	// which its traffic is counted (--replica-id).
+	Replica string
+	// OnCommit, if set, is told of every batch the writer commits or
+	// fails to commit, on the writer's goroutine: for metrics.
+	OnCommit store.CommitObserver
 }
 
 func (o *Options) setDefaults() {
@@ -304,16 +310,19 @@ func (db *DB) open() error {
 		return fmt.Errorf("read pool: %w", err)
 	}
 
+	// The replica id is the same for every row, so it is part of the
+	// statement rather than one more parameter to bind per row.
+	replica := "'" + strings.ReplaceAll(db.opts.Replica, "'", "''") + "'"
 	for _, s := range []struct {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING`},
+		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, replica)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id) DO NOTHING`},
 		{&db.insShadow, `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
 				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
+				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, replica)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
 		{&db.upsertSkip, `INSERT INTO shadow_skips (shadow, version, minute, sampled_out, dropped) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (shadow, version, minute) DO UPDATE SET sampled_out = sampled_out + excluded.sampled_out, dropped = dropped + excluded.dropped`},
 	} {

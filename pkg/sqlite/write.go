@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -25,19 +23,22 @@ import (
 type predRow struct {
 	id, model, version string
 	timeUS, latencyUS  int64
-	inputs             sql.NullString
-	inputsSHA256       string
-	inputsSize         int
-	outputs            sql.NullString
-	status, err        string
-	cpuUS              sql.NullInt64
-	roll               rollup.Prediction
+	// inputs and outputs are the binary stored form (store.AppendStoredTensors),
+	// nil for NULL: bound as BLOBs.
+	inputs, outputs []byte
+	// inputsSHA256 is "" when the inputs are stored: readers hash the stored
+	// copy (store.StoredInputs). Over the cap it is the JSON form's hash.
+	inputsSHA256 string
+	inputsSize   int
+	status, err  string
+	cpuUS        sql.NullInt64
+	roll         rollup.Prediction
 }
 
 type shadowRow struct {
 	id, shadow, version, primary, primaryVersion string
 	timeUS, latencyUS                            int64
-	outputs                                      sql.NullString
+	outputs                                      []byte // binary stored form; nil for NULL
 	status, err                                  string
 	agreement, maxAbsDiff, meanAbsDiff           sql.NullFloat64
 	primaryClass, shadowClass                    sql.NullInt64
@@ -68,25 +69,36 @@ func (db *DB) WritePrediction(p *understudy.Prediction) {
 }
 
 func (db *DB) predRow(p *understudy.Prediction) *predRow {
-	in := store.EncodeTensors(p.Inputs)
-	sum := sha256.Sum256(in)
 	r := &predRow{
-		id:           p.ID,
-		model:        p.Model,
-		version:      p.Version,
-		timeUS:       db.micros(p.Time),
-		latencyUS:    p.Latency.Microseconds(),
-		inputsSHA256: hex.EncodeToString(sum[:]),
-		inputsSize:   len(in),
-		status:       p.Status,
-		err:          p.Error,
-		cpuUS:        nullDuration(p.CPU),
+		id:        p.ID,
+		model:     p.Model,
+		version:   p.Version,
+		timeUS:    db.micros(p.Time),
+		latencyUS: p.Latency.Microseconds(),
+		status:    p.Status,
+		err:       p.Error,
+		cpuUS:     nullDuration(p.CPU),
 	}
-	if db.opts.InputCap >= 0 && len(in) <= db.opts.InputCap {
-		r.inputs = sql.NullString{String: bytesString(in), Valid: true}
+	// One buffer for both tensor maps: one allocation per row.
+	in := store.StoredTensorsSize(p.Inputs)
+	buf := make([]byte, 0, in+store.StoredTensorsSize(p.Outputs))
+	buf = store.AppendStoredTensors(buf, p.Inputs)
+	stored := buf[:len(buf):len(buf)]
+	r.inputsSize = len(stored)
+	if inputCap := db.opts.InputCap; inputCap < 0 || len(stored) > inputCap {
+		// Over the cap (or no inputs kept at all): keep the hash and size
+		// of the JSON form, as before the binary form; store the inputs
+		// anyway if that form fits, so that nothing stored before is not
+		// stored now.
+		j := store.EncodeTensors(p.Inputs)
+		r.inputsSHA256, r.inputsSize = store.InputsDigest(j), len(j)
+		if inputCap < 0 || len(j) > inputCap {
+			stored = nil
+		}
 	}
+	r.inputs = stored
 	if p.Outputs != nil {
-		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(p.Outputs)), Valid: true}
+		r.outputs = store.AppendStoredTensors(buf[len(buf):], p.Outputs)
 	}
 	r.roll = rollup.PredictionOf(p, r.timeUS)
 	return r
@@ -136,7 +148,7 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	}
 	r.roll = rollup.ShadowOf(s, r.timeUS)
 	if s.Outputs != nil {
-		r.outputs = sql.NullString{String: bytesString(store.EncodeTensors(s.Outputs)), Valid: true}
+		r.outputs = store.EncodeStoredTensors(s.Outputs)
 	}
 	// A fresh buffer that nothing else holds: no copy needed.
 	r.comparison = bytesString(store.MarshalComparison(c))
@@ -392,7 +404,12 @@ func (db *DB) commitRows(b *batch) {
 		}
 	}()
 	var n batchCounts
-	if err := db.exec(b, &n); err != nil {
+	start := time.Now()
+	err := db.exec(b, &n)
+	if db.opts.OnCommit != nil {
+		db.opts.OnCommit(b.rows(), time.Since(start), err)
+	}
+	if err != nil {
 		db.fail(b, err)
 		return
 	}
@@ -466,7 +483,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 				Msg("duplicate request id ignored")
 		}
 	}
-	ru := rollup.NewBatch()
+	ru := rollup.NewBatch(db.opts.Replica)
 	if len(b.preds) > 0 {
 		st := tx.StmtContext(ctx, db.insPred)
 		for _, r := range b.preds {

@@ -7,6 +7,10 @@
 // Inputs that can only come from a programming error (negative counts,
 // mismatched lengths, an unsorted slice passed as sorted) panic; inputs that
 // merely carry no information (an empty sample) give a documented value.
+//
+// It imports gonum and the standard library only, nothing of Understudy's,
+// not even the domain: its inputs are counts and samples, so the report,
+// its suite (report/reporttest) and the store's tests can all use it.
 package stats
 
 // Z95 is the two-sided 95% standard normal quantile, Φ⁻¹(0.975), to pass to

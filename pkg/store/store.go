@@ -122,9 +122,33 @@ type Snapshot interface {
 	// Request returns everything stored about a request, or an error
 	// with code understudy.ENOTFOUND when nothing is.
 	Request(ctx context.Context, requestID string) (*StoredRequest, error)
+	// Replicas returns each replica's share of the traffic over the
+	// minutes covering [from, to), ordered by replica id: what the
+	// replicas sharing a store each stored there.
+	Replicas(ctx context.Context, from, to time.Time) ([]ReplicaCounts, error)
 	// Close ends the snapshot. It is safe to call twice.
 	Close() error
 }
+
+// ReplicaCounts is one replica's share of the stored traffic in a window.
+// A replica is named by the id it was opened with (its Options' Replica);
+// "" for rows stored before replicas were recorded.
+type ReplicaCounts struct {
+	Replica string
+	// Requests counts the primary's predictions the replica stored, and
+	// Errors those that failed.
+	Requests, Errors int64
+	// Pairs counts the shadow results it stored.
+	Pairs int64
+	// First and Last are the starts of its first and last minutes with
+	// stored rows in the window.
+	First, Last time.Time
+}
+
+// CommitObserver is told of each batch a backend's writer commits: how many
+// rows, how long the transaction took, and its error if it failed. Backends
+// take one in their options, for metrics; it must be cheap.
+type CommitObserver func(rows int, took time.Duration, err error)
 
 // Retention says which rows to keep.
 type Retention struct {

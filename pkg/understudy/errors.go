@@ -1,6 +1,12 @@
 // Package understudy holds the domain of a shadow-testing inference server:
 // tensors, model signatures, predictions and their comparisons, and the
 // interfaces that the adapters (onnx, sqlite, http) implement.
+//
+// It is the bottom of the module's import graph: every other package may
+// import it, and it imports no other package of Understudy's and no
+// adapter's library (ONNX Runtime, SQLite, chi, zerolog). Its only outside
+// dependencies are small ones its types need: float16 for half-precision
+// tensors and gRPC's status codes, to which its error codes map.
 package understudy
 
 import (

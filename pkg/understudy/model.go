@@ -149,6 +149,9 @@ type Event struct {
 	Version string    `json:"version,omitempty"`
 	Actor   string    `json:"actor"` // admin, watcher or startup
 	Detail  string    `json:"detail,omitempty"`
+	// Replica is the id of the replica the event happened on, when
+	// several share a store.
+	Replica string `json:"replica,omitempty"`
 }
 
 // ModelRef names one version of a model.

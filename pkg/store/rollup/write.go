@@ -141,21 +141,54 @@ type PrimaryDelta struct {
 	Requests, Errors, CPUUS, CPURuns int64
 }
 
+// ReplicaKey names one replica's counts of one minute.
+type ReplicaKey struct {
+	Replica string
+	Minute  int64
+}
+
+// ReplicaDelta is what a batch adds to one replica's minute: the fields of
+// store.ReplicaCounts.
+type ReplicaDelta struct {
+	Requests, Errors, Pairs int64
+}
+
 // Batch accumulates the rollups of one transaction's rows.
 type Batch struct {
 	Shadows   map[ShadowKey]*ShadowDelta
 	Confusion map[ConfusionKey]int64
 	Primaries map[PrimaryKey]*PrimaryDelta
+	// Replica is the id of the replica writing the batch, and Replicas
+	// its rows per minute.
+	Replica  string
+	Replicas map[ReplicaKey]*ReplicaDelta
 }
 
-// NewBatch returns an empty batch.
-func NewBatch() *Batch {
-	return &Batch{Shadows: map[ShadowKey]*ShadowDelta{}, Confusion: map[ConfusionKey]int64{}, Primaries: map[PrimaryKey]*PrimaryDelta{}}
+// NewBatch returns an empty batch of the rows replica writes.
+func NewBatch(replica string) *Batch {
+	return &Batch{Shadows: map[ShadowKey]*ShadowDelta{}, Confusion: map[ConfusionKey]int64{}, Primaries: map[PrimaryKey]*PrimaryDelta{},
+		Replica: replica, Replicas: map[ReplicaKey]*ReplicaDelta{}}
+}
+
+// replicaMinute returns the replica's delta of a minute.
+func (b *Batch) replicaMinute(minute int64) *ReplicaDelta {
+	k := ReplicaKey{b.Replica, minute}
+	d := b.Replicas[k]
+	if d == nil {
+		d = &ReplicaDelta{}
+		b.Replicas[k] = d
+	}
+	return d
 }
 
 // AddPrediction counts a stored prediction at every span.
 func (b *Batch) AddPrediction(r *Prediction) {
 	minute := MinuteOf(r.TimeUS)
+	rd := b.replicaMinute(minute)
+	rd.Requests++
+	if !r.OK {
+		rd.Errors++
+	}
 	for _, span := range Spans {
 		k := PrimaryKey{r.Model, r.Version, span, StartOf(minute, span)}
 		d := b.Primaries[k]
@@ -177,6 +210,7 @@ func (b *Batch) AddPrediction(r *Prediction) {
 // AddShadow counts a stored shadow result at every span.
 func (b *Batch) AddShadow(r *Shadow) {
 	minute := MinuteOf(r.TimeUS)
+	b.replicaMinute(minute).Pairs++
 	lat, plat, diff := -1, -1, -1
 	if r.Status == understudy.StatusOK {
 		lat = store.LatencyBuckets.Index(float64(r.LatencyUS))

@@ -235,6 +235,37 @@ func (g *generated) primaries(from, to time.Time) map[string]store.PrimaryCounts
 	return want
 }
 
+// replica counts what one replica wrote in [from, to), with the first and
+// last minute that holds a row.
+func (g *generated) replica(from, to time.Time) store.ReplicaCounts {
+	var c store.ReplicaCounts
+	seen := func(at time.Time) {
+		m := at.Truncate(time.Minute).UTC()
+		if c.First.IsZero() || m.Before(c.First) {
+			c.First = m
+		}
+		if m.After(c.Last) {
+			c.Last = m
+		}
+	}
+	for _, p := range g.preds {
+		if in(p.Time, from, to) {
+			c.Requests++
+			if p.Status != understudy.StatusOK {
+				c.Errors++
+			}
+			seen(p.Time)
+		}
+	}
+	for _, r := range g.runs {
+		if in(r.Time, from, to) {
+			c.Pairs++
+			seen(r.Time)
+		}
+	}
+	return c
+}
+
 func assertCounts(t *testing.T, name string, got, want *store.ShadowCounts) {
 	t.Helper()
 	for _, f := range []struct {

@@ -281,10 +281,10 @@ func testEvents(t *testing.T, open Opener) {
 	ctx := context.Background()
 	base := time.UnixMicro(1_900_000_000_000_000)
 	evs := []understudy.Event{
-		{Time: base, Kind: understudy.EventLoaded, Model: "a", Version: "v1", Actor: "startup", Detail: "load 1 ms"},
-		{Time: base.Add(time.Second), Kind: understudy.EventLoaded, Model: "b", Version: "v2", Actor: "watcher"},
-		{Time: base.Add(2 * time.Second), Kind: understudy.EventPromoted, Model: "b", Version: "v2", Actor: "admin", Detail: "replaces a@v1"},
-		{Time: base.Add(2 * time.Second), Kind: understudy.EventSettings, Model: "b", Actor: "admin"},
+		{Time: base, Kind: understudy.EventLoaded, Model: "a", Version: "v1", Actor: "startup", Detail: "load 1 ms", Replica: "replica-1"},
+		{Time: base.Add(time.Second), Kind: understudy.EventLoaded, Model: "b", Version: "v2", Actor: "watcher", Replica: "replica-2"},
+		{Time: base.Add(2 * time.Second), Kind: understudy.EventPromoted, Model: "b", Version: "v2", Actor: "admin", Detail: "replaces a@v1", Replica: "replica-1"},
+		{Time: base.Add(2 * time.Second), Kind: understudy.EventSettings, Model: "b", Actor: "admin", Replica: "replica-2"},
 	}
 	for _, ev := range evs {
 		if err := st.RecordEvent(ctx, ev); err != nil {

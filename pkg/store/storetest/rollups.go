@@ -101,6 +101,21 @@ func testRollupsMatchRaw(t *testing.T, open Opener) {
 					gotPrims[p.Version] = p
 				}
 				assertEqual(t, "primary counts", fmt.Sprint(gotPrims), fmt.Sprint(g.primaries(w.from, w.to)))
+
+				reps, err := s.Replicas(ctx, w.from, w.to)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := g.replica(w.from, w.to)
+				switch {
+				case want.Requests+want.Pairs == 0 && len(reps) != 0:
+					t.Errorf("replicas %+v for an empty window", reps)
+				case want.Requests+want.Pairs > 0 && len(reps) != 1:
+					t.Errorf("replicas %+v, want the one that wrote", reps)
+				case len(reps) == 1:
+					want.Replica = reps[0].Replica
+					assertEqual(t, "replica counts", fmt.Sprintf("%+v", reps[0]), fmt.Sprintf("%+v", want))
+				}
 			})
 		}
 	}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
+)
+
+// This file opens the store --db names and says who this replica is in it.
+
+// replicaID is --replica-id, or hostname:port of --addr. A port of 0 is
+// chosen by the kernel at listen time, after the store is open, so the
+// process id stands in for it.
+func replicaID(c *Config) string {
+	if c.ReplicaID != "" {
+		return c.ReplicaID
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil || port == "0" || port == "" {
+		return fmt.Sprintf("%s:pid%d", host, os.Getpid())
+	}
+	return host + ":" + port
+}
+
+// openStore opens the backend --db names: a SQLite file, or a PostgreSQL
+// server several replicas share.
+func (m *Main) openStore(ctx context.Context) error {
+	c := &m.Config
+	replica := replicaID(c)
+	so := sqlite.Options{
+		InputCap:      int(c.InputCap),
+		ShadowNice:    c.ShadowNice,
+		ShadowIdle:    c.ShadowSched == "idle",
+		FlushInterval: c.FlushInterval,
+		RetainDays:    c.RetainDays,
+		RetainRows:    c.RetainRows,
+		Replica:       replica,
+		OnCommit:      m.metrics.StoreCommit,
+		Log:           m.Log.With().Str("component", "store").Logger(),
+	}
+	if m.StoreOptions != nil {
+		m.StoreOptions(&so)
+	}
+	db, err := sqlite.Open(c.DB, so)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", c.DB, err)
+	}
+	m.store, m.threadStats = db, db.ThreadStats
+	m.storeThread = so.ShadowIdle || so.ShadowNice > 0
+	m.Log.Info().Str("db", c.DB).Str("replica", replica).Msg("store opened")
+	return nil
+}
+
+// storeHealth is what a remote store says about itself while it cannot
+// write: the server still serves, and /readyz says why it is degraded.
+type storeHealth interface {
+	Degraded() string
+}
+
+var _ store.Store = (*sqlite.DB)(nil)

@@ -1,0 +1,55 @@
+package onnx_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/understudy-ml/understudy/pkg/onnx"
+	"github.com/understudy-ml/understudy/pkg/onnxbuild"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// Ensure runs measured short skip the cancellation plumbing only up to the
+// batch measured: a context already done is still refused, and a larger,
+// long run is still terminated by its deadline, after which every batch is
+// terminable again.
+func TestShortRunsSkipCancellation(t *testing.T) {
+	// About 0.15 ms a row: one row is short, 2048 rows take about 300 ms.
+	lm := load(t, onnxbuild.Slow(10))
+	one := map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{1, 4}, Data: []float32{1, 2, 3, 4}}}
+	for range 500 {
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := lm.Runner.Run(ctx, one)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if onnx.ShortBatch(lm.Runner) > 0 {
+			break
+		}
+	}
+	short := onnx.ShortBatch(lm.Runner)
+	if short != 1 {
+		t.Skipf("runs of one row never measured short 16 times in a row (busy machine?); short batch %d", short)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := lm.Runner.Run(ctx, one); !errors.Is(err, context.Canceled) {
+		t.Errorf("run with a cancelled context: %v, want context.Canceled", err)
+	}
+
+	in := map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{2048, 4}, Data: make([]float32, 4*2048)}}
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := lm.Runner.Run(ctx, in)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+		t.Errorf("2048-row run after %d-row short ones: %v after %v; want it terminated near 50ms", short, err, took)
+	}
+	if got := onnx.ShortBatch(lm.Runner); got != 0 {
+		t.Errorf("after a long run, runs of up to %d rows still skip the plumbing; want 0", got)
+	}
+}
