@@ -60,7 +60,7 @@ func (db *DB) exec(ctx context.Context, b *batch, n *batchCounts) error {
 	}
 	// A no-op after Commit.
 	defer func() { _ = tx.Rollback(context.Background()) }()
-	ru := rollup.NewBatch()
+	ru := rollup.NewBatch(db.opts.Replica)
 	if len(b.preds) > 0 {
 		if err := db.insertPredictions(ctx, tx, b.preds, ru, n); err != nil {
 			return err

@@ -239,10 +239,14 @@ func (db *DB) loadDeployment(ctx context.Context) (*understudy.Deployment, int64
 	return &d, updated, nil
 }
 
-// RecordEvent stores one lifecycle event, stamped with this replica.
+// RecordEvent stores one lifecycle event, stamped with this replica
+// unless the event names another.
 func (db *DB) RecordEvent(ctx context.Context, ev understudy.Event) error {
+	if ev.Replica == "" {
+		ev.Replica = db.opts.Replica
+	}
 	_, err := db.pool.Exec(ctx, `INSERT INTO events (time_us, kind, model, version, actor, detail, replica) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		ev.Time.UnixMicro(), text(ev.Kind), text(ev.Model), nullString(ev.Version), text(ev.Actor), nullString(ev.Detail), db.opts.Replica)
+		ev.Time.UnixMicro(), text(ev.Kind), text(ev.Model), nullString(ev.Version), text(ev.Actor), nullString(ev.Detail), text(ev.Replica))
 	if err != nil {
 		return db.errorf("record event: %w", err)
 	}
@@ -254,7 +258,7 @@ func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]understudy.Eve
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	rows, err := db.pool.Query(ctx, `SELECT id, time_us, kind, model, coalesce(version, ''), actor, coalesce(detail, '')
+	rows, err := db.pool.Query(ctx, `SELECT id, time_us, kind, model, coalesce(version, ''), actor, coalesce(detail, ''), replica
 		FROM events WHERE ($1 = '' OR model = $1) AND time_us >= $2 ORDER BY time_us DESC, id DESC LIMIT $3`,
 		f.Model, f.Since.UnixMicro(), f.Limit)
 	if err != nil {
@@ -265,7 +269,7 @@ func (db *DB) Events(ctx context.Context, f store.EventFilter) ([]understudy.Eve
 		ev understudy.Event
 		us int64
 	)
-	_, err = pgx.ForEachRow(rows, []any{&ev.ID, &us, &ev.Kind, &ev.Model, &ev.Version, &ev.Actor, &ev.Detail}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&ev.ID, &us, &ev.Kind, &ev.Model, &ev.Version, &ev.Actor, &ev.Detail, &ev.Replica}, func() error {
 		ev.Time = time.UnixMicro(us)
 		out = append(out, ev)
 		return nil

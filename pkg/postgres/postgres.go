@@ -121,6 +121,9 @@ type Options struct {
 	// Now is the clock for label times, model sightings, deployment saves
 	// and retention. Default time.Now.
 	Now func() time.Time
+	// OnCommit, if set, is told of every attempt to commit a batch, on the
+	// writer's goroutine: for metrics.
+	OnCommit store.CommitObserver
 }
 
 func (o *Options) setDefaults() {

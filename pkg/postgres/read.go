@@ -254,6 +254,28 @@ func (s *snapshot) SkipCounts(ctx context.Context, shadow, version string, from,
 	return sampledOut, dropped, nil
 }
 
+// Replicas implements store.Snapshot.
+func (s *snapshot) Replicas(ctx context.Context, from, to time.Time) ([]store.ReplicaCounts, error) {
+	lo, hi := rollup.MinuteRange(from, to)
+	rows, err := s.tx.Query(ctx, `SELECT replica, sum(requests)::bigint, sum(errors)::bigint, sum(pairs)::bigint, min(minute), max(minute)
+		FROM replica_minutes WHERE minute >= $1 AND minute < $2 GROUP BY replica ORDER BY replica`, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("read replica counts: %w", err)
+	}
+	var out []store.ReplicaCounts
+	var rc store.ReplicaCounts
+	var first, last int64
+	_, err = pgx.ForEachRow(rows, []any{&rc.Replica, &rc.Requests, &rc.Errors, &rc.Pairs, &first, &last}, func() error {
+		rc.First, rc.Last = time.Unix(first*60, 0).UTC(), time.Unix(last*60, 0).UTC()
+		out = append(out, rc)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read replica counts: %w", err)
+	}
+	return out, nil
+}
+
 // PairSamples implements store.Snapshot.
 func (s *snapshot) PairSamples(ctx context.Context, shadow, version string, from, to time.Time) (*store.PairSamples, error) {
 	lo, hi := rollup.MicroRange(from, to)

@@ -111,6 +111,12 @@ func (db *DB) trimRollups(ctx context.Context, oldestMinutes ...int64) error {
 			}
 		}
 	}
+	// Replicas' minutes go with the days of the rollups, so that the
+	// breakdown by replica adds up to the report's totals.
+	bound := rollup.TrimBefore(rollup.Spans[len(rollup.Spans)-1], oldestMinutes...)
+	if _, err := db.pool.Exec(ctx, `DELETE FROM replica_minutes WHERE minute < $1`, bound); err != nil {
+		return db.errorf("retention of replica counts: %w", err)
+	}
 	return nil
 }
 

@@ -71,7 +71,36 @@ func writeRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error {
 	if err := writeShadowRollups(ctx, tx, ru); err != nil {
 		return err
 	}
+	if err := writeReplicaMinutes(ctx, tx, ru); err != nil {
+		return err
+	}
 	return writeConfusion(ctx, tx, ru)
+}
+
+// upsertReplicaMinutes adds a batch's rows per replica and minute.
+const upsertReplicaMinutes = `INSERT INTO replica_minutes AS t (replica, minute, requests, errors, pairs)
+	SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+	ON CONFLICT (replica, minute) DO UPDATE SET
+		requests = t.requests + EXCLUDED.requests, errors = t.errors + EXCLUDED.errors, pairs = t.pairs + EXCLUDED.pairs`
+
+func writeReplicaMinutes(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error {
+	if len(ru.Replicas) == 0 {
+		return nil
+	}
+	keys := sortedKeys(ru.Replicas, func(a, b rollup.ReplicaKey) int {
+		return cmp.Or(strings.Compare(a.Replica, b.Replica), cmp.Compare(a.Minute, b.Minute))
+	})
+	var replica []string
+	var minute, requests, errs, pairs []int64
+	for _, k := range keys {
+		d := ru.Replicas[k]
+		replica, minute = append(replica, text(k.Replica)), append(minute, k.Minute)
+		requests, errs, pairs = append(requests, d.Requests), append(errs, d.Errors), append(pairs, d.Pairs)
+	}
+	if _, err := tx.Exec(ctx, upsertReplicaMinutes, replica, minute, requests, errs, pairs); err != nil {
+		return fmt.Errorf("write replica counts: %w", err)
+	}
+	return nil
 }
 
 func writePrimaryRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error {

@@ -196,7 +196,11 @@ func (db *DB) commit(b *batch) (err error) {
 	for attempt := 1; ; attempt++ {
 		n = batchCounts{}
 		db.batches.Add(1)
+		start := time.Now()
 		err = db.exec(ctx, b, &n)
+		if db.opts.OnCommit != nil {
+			db.opts.OnCommit(b.rows(), time.Since(start), err)
+		}
 		if err == nil {
 			break
 		}
