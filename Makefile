@@ -24,8 +24,10 @@ run: build
 test: ort
 	scripts/pg-throwaway.sh -- $(GO) test -count=1 -timeout 20m ./...
 
+# The store and report sections measure SQLite and PostgreSQL side by side,
+# on a throwaway cluster as the tests use (without PostgreSQL, SQLite alone).
 bench: build
-	$(GO) run ./cmd/understudy-bench
+	scripts/pg-throwaway.sh -- $(GO) run ./cmd/understudy-bench
 
 # Serves the demo models, replays the held-out rows with labels, and keeps
 # serving so that /report can be read.

@@ -11,6 +11,12 @@
 #       Runs CMD with UNDERSTUDY_TEST_POSTGRES=<URL> in its environment,
 #       then stops and removes the cluster and exits with CMD's status.
 #       (`make test` runs the Go tests this way.)
+#       Tests that stop and restart the server (internal/pgtest's Stop and
+#       Start) also get UNDERSTUDY_TEST_PGDATA, the data directory, and
+#       UNDERSTUDY_TEST_PGCTL, the command that runs pg_ctl as the cluster's
+#       user; the server's settings are in its postgresql.conf, so a plain
+#       `$UNDERSTUDY_TEST_PGCTL -D $UNDERSTUDY_TEST_PGDATA -l LOG start`
+#       brings it back as it was.
 #
 # The URL: postgres://postgres@127.0.0.1:PORT/understudy?sslmode=disable
 # (user postgres, trust auth; internal/pgtest makes one database per test).
@@ -28,7 +34,7 @@ set -euo pipefail
 prog=pg-throwaway
 say() { echo "$prog: $*" >&2; }
 usage() {
-  sed -n '6,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '6,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 install=0
@@ -93,8 +99,10 @@ fi
 if [ "$(id -u)" = 0 ]; then
   id postgres >/dev/null 2>&1 || { say "running as root, but there is no postgres user to run the cluster as"; exit 1; }
   as_pg() { runuser -u postgres -- "$@"; }
+  pgctl="runuser -u postgres -- $bindir/pg_ctl"
 else
   as_pg() { "$@"; }
+  pgctl="$bindir/pg_ctl"
 fi
 
 dir=""
@@ -153,10 +161,19 @@ for attempt in 1 2 3 4 5; do
   done
   # fsync, synchronous_commit and full_page_writes are off: this cluster is
   # thrown away after the tests, so durability across a crash buys nothing
-  # and costs time.
-  if as_pg "$bindir/pg_ctl" -D "$data" -w -t 60 -l "$dir/log" \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-      start >/dev/null 2>&1; then
+  # and costs time. The settings go into postgresql.conf (the last of a
+  # repeated setting wins) rather than onto pg_ctl's command line, so that
+  # a test that stops the server starts it again the same way.
+  cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+CONF
+  if as_pg "$bindir/pg_ctl" -D "$data" -w -t 60 -l "$dir/log" start >/dev/null 2>&1; then
     started=1
     break
   fi
@@ -195,6 +212,8 @@ if [ "$mode" = wait ]; then
 fi
 
 export UNDERSTUDY_TEST_POSTGRES="$url"
+export UNDERSTUDY_TEST_PGDATA="$data"
+export UNDERSTUDY_TEST_PGCTL="$pgctl"
 # CMD runs in the foreground, so Ctrl-C reaches it as well; a SIGTERM sent to
 # this script alone takes effect (stop, remove, exit 143) once CMD has ended.
 set +e

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/onnxbuild"
-	"github.com/understudy-ml/understudy/pkg/report"
-	"github.com/understudy-ml/understudy/pkg/sqlite"
 )
 
 // shadowFiles returns two shadows for a model: for the demo its v2 and a
@@ -223,21 +221,6 @@ func shadowCounts(url string) (dropped, ran int64) {
 	return dropped, ran
 }
 
-func benchStore() error {
-	dir, err := os.MkdirTemp("", "understudy-store-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	fmt.Println("== store write rate ==")
-	rate, err := sqlite.MeasureWriteRate(dir, 200_000)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%.0f rows/s sustained (one prediction + one shadow result per pair, 200,000 pairs; target ≥ 20,000)\n\n", rate)
-	return nil
-}
-
 // benchLifecycle measures how long a file dropped into models/ takes to
 // become a serving shadow, with the default settle interval.
 func benchLifecycle(models []benchModel) error {
@@ -345,29 +328,5 @@ func benchSoak(m benchModel) error {
 		fmt.Printf(" (%.1f%% of the 1-minute figure; target within 10%%)", 100*float64(end)/float64(at1))
 	}
 	fmt.Print("\n\n")
-	return nil
-}
-
-// benchReport fills a database with 1,000,000 pairs through the real writer
-// and times the report over all of them.
-func benchReport() error {
-	dir, err := os.MkdirTemp("", "understudy-report-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	fmt.Println("== report on 1,000,000 stored pairs ==")
-	db, err := sqlite.Open(filepath.Join(dir, "report.db"), sqlite.Options{BatchSize: 5000, QueueSize: 1 << 16})
-	if err != nil {
-		return err
-	}
-	fill, build, err := report.MeasureReport(db, 1_000_000)
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Printf("filled in %v through the writer; /api/report for window \"all\" built in %v (target < 1s)\n\n", fill.Round(time.Second), build.Round(time.Millisecond))
 	return nil
 }

@@ -90,6 +90,12 @@ type Config struct {
 	ShadowTimeout time.Duration
 	// InputCap is the largest request inputs stored in full (UNDERSTUDY_INPUT_CAP, default 64KiB).
 	InputCap byteSize
+	// StoreBufferRows and StoreBufferBytes bound the rows a PostgreSQL
+	// store holds while the server is unreachable; beyond them rows are
+	// dropped and counted (UNDERSTUDY_STORE_BUFFER_ROWS, default 100000;
+	// UNDERSTUDY_STORE_BUFFER_BYTES, default 256MiB).
+	StoreBufferRows  int
+	StoreBufferBytes byteSize
 	// RetainDays deletes stored rows older than this (UNDERSTUDY_RETAIN_DAYS, default 0: keep).
 	RetainDays int
 	// RetainRows keeps only the newest rows of each table (UNDERSTUDY_RETAIN_ROWS, default 0: keep).
@@ -123,28 +129,30 @@ type Config struct {
 func NewMain() *Main {
 	return &Main{
 		Config: Config{
-			Addr:            "127.0.0.1:8080",
-			GRPCAddr:        "127.0.0.1:8081",
-			ModelsDir:       "models",
-			DB:              "understudy.db",
-			IntraOpThreads:  1,
-			Device:          "cpu",
-			LogFormat:       "json",
-			LogLevel:        "info",
-			MaxBody:         16 << 20,
-			ShutdownTimeout: 30 * time.Second,
-			ShadowWorkers:   shadow.DefaultWorkers(),
-			ShadowQueue:     1024,
-			ShadowNice:      10,
-			ShadowSched:     "idle",
-			ShadowSampling:  1,
-			ShadowTimeout:   5 * time.Second,
-			InputCap:        64 << 10,
-			FlushInterval:   sqlite.DefaultFlushInterval,
-			DrainTimeout:    10 * time.Second,
-			Settle:          time.Second,
-			ShedWhenBusy:    true,
-			Rescan:          5 * time.Second,
+			Addr:             "127.0.0.1:8080",
+			GRPCAddr:         "127.0.0.1:8081",
+			ModelsDir:        "models",
+			DB:               "understudy.db",
+			IntraOpThreads:   1,
+			Device:           "cpu",
+			LogFormat:        "json",
+			LogLevel:         "info",
+			MaxBody:          16 << 20,
+			ShutdownTimeout:  30 * time.Second,
+			ShadowWorkers:    shadow.DefaultWorkers(),
+			ShadowQueue:      1024,
+			ShadowNice:       10,
+			ShadowSched:      "idle",
+			ShadowSampling:   1,
+			ShadowTimeout:    5 * time.Second,
+			InputCap:         64 << 10,
+			StoreBufferRows:  100_000,
+			StoreBufferBytes: 256 << 20,
+			FlushInterval:    sqlite.DefaultFlushInterval,
+			DrainTimeout:     10 * time.Second,
+			Settle:           time.Second,
+			ShedWhenBusy:     true,
+			Rescan:           5 * time.Second,
 		},
 		Log: zerolog.New(os.Stderr).With().Timestamp().Logger(),
 	}
@@ -179,6 +187,8 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.Float64Var(&c.ShadowSampling, "shadow-sampling", c.ShadowSampling, "default share of requests mirrored to each shadow, 0-1")
 	fs.DurationVar(&c.ShadowTimeout, "shadow-timeout", c.ShadowTimeout, "default time limit of one shadow run")
 	fs.Var(&c.InputCap, "input-cap", "largest request inputs stored in full; above it only their sha256")
+	fs.IntVar(&c.StoreBufferRows, "store-buffer-rows", c.StoreBufferRows, "with PostgreSQL: rows held while the server is unreachable; beyond them rows are dropped and counted")
+	fs.Var(&c.StoreBufferBytes, "store-buffer-bytes", "with PostgreSQL: bytes of rows held while the server is unreachable, e.g. 256MiB")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a stored row waits for its batch to be committed; kill -9 can lose this much traffic")
 	fs.IntVar(&c.RetainDays, "retain-days", c.RetainDays, "delete stored rows older than this many days (0 keeps all)")
 	fs.Int64Var(&c.RetainRows, "retain-rows", c.RetainRows, "keep only this many newest rows per table (0 keeps all)")
@@ -219,6 +229,9 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	}
 	if c.ShadowSched != "idle" && c.ShadowSched != "nice" {
 		return fmt.Errorf("--shadow-sched %q: want idle or nice", c.ShadowSched)
+	}
+	if c.StoreBufferRows <= 0 {
+		return fmt.Errorf("--store-buffer-rows %d: want a positive number of rows", c.StoreBufferRows)
 	}
 	if c.ShedAt < 0 {
 		return fmt.Errorf("--shed-at %d: want 0 (cores minus shadow workers) or a number of requests", c.ShedAt)

@@ -43,6 +43,7 @@ const (
 var nonFlagEnv = map[string]string{
 	"UNDERSTUDY_REQUIRE_BROWSER":  "cmd/understudy/report_browser_test.go",
 	"UNDERSTUDY_REQUIRE_POSTGRES": "scripts/pg-throwaway.sh",
+	"UNDERSTUDY_TEST_POSTGRES":    "cmd/understudy-bench/store.go",
 }
 
 var (

@@ -110,6 +110,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return m.rt.Load(data, opts)
 	}, m.Log)
 	m.reg.Defaults = registry.Settings{Sampling: c.ShadowSampling, Timeout: c.ShadowTimeout}
+	// A store that replicas share holds the deployment they all follow.
+	watcher, shared := m.store.(store.DeploymentWatcher)
+	m.reg.Shared = shared
 	m.reg.Settle, m.reg.Rescan = c.Settle, c.Rescan
 	// As many runs as their threads fill the cores while requests do not
 	// pile up; once they do, merged runs make the run a smaller share of
@@ -156,7 +159,19 @@ func (m *Main) Run(ctx context.Context) error {
 	<-synced
 	watchCtx, stop := context.WithCancel(context.Background())
 	m.stopWatch, m.watchDone = stop, make(chan struct{})
-	go func() { defer close(m.watchDone); m.reg.Watch(watchCtx) }()
+	go func() {
+		defer close(m.watchDone)
+		if !shared {
+			m.reg.Watch(watchCtx)
+			return
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); m.reg.Watch(watchCtx) }()
+		// A promote, rollback or settings change on any replica reaches
+		// this one here; the error is the context's, at shutdown.
+		_ = watcher.WatchDeployment(watchCtx, func(d understudy.Deployment) { m.reg.Follow(d, "replica sync") })
+		<-done
+	}()
 
 	m.serving = &serving.Service{Models: m.reg, OnPredict: m.onPredict}
 	httpapi.Version = Version
@@ -173,7 +188,11 @@ func (m *Main) Run(ctx context.Context) error {
 		AdminToken:  c.AdminToken,
 		Report: func(ctx context.Context, q report.Query) (*report.Report, error) {
 			q.Primary, _ = m.reg.Primary()
-			return report.Build(ctx, m.store, q, report.DefaultThresholds, time.Now())
+			rep, err := report.Build(ctx, m.store, q, report.DefaultThresholds, time.Now())
+			if err == nil {
+				rep.Store = m.storeHealth()
+			}
+			return rep, err
 		},
 		Pairs: func(ctx context.Context, f report.PairFilter) ([]report.Pair, error) {
 			return report.Pairs(ctx, m.store, f)

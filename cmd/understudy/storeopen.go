@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 
+	"github.com/understudy-ml/understudy/pkg/postgres"
+	"github.com/understudy-ml/understudy/pkg/report"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
 )
@@ -35,6 +38,29 @@ func replicaID(c *Config) string {
 func (m *Main) openStore(ctx context.Context) error {
 	c := &m.Config
 	replica := replicaID(c)
+	if isPostgresURL(c.DB) {
+		po := postgres.Options{
+			InputCap:      int(c.InputCap),
+			FlushInterval: c.FlushInterval,
+			RetainDays:    c.RetainDays,
+			RetainRows:    c.RetainRows,
+			Replica:       replica,
+			OnCommit:      m.metrics.StoreCommit,
+			Log:           m.Log.With().Str("component", "store").Logger(),
+			// A non-positive bound would mean the default to the store;
+			// the flags are checked positive.
+			MaxBufferedRows:  c.StoreBufferRows,
+			MaxBufferedBytes: int64(c.StoreBufferBytes),
+		}
+		db, err := postgres.Open(ctx, c.DB, po)
+		if err != nil {
+			// Open's errors name the URL without its password.
+			return err
+		}
+		m.store = db
+		m.Log.Info().Str("replica", replica).Msg("store opened: PostgreSQL, shared by the replicas that use it")
+		return nil
+	}
 	so := sqlite.Options{
 		InputCap:      int(c.InputCap),
 		ShadowNice:    c.ShadowNice,
@@ -57,6 +83,21 @@ func (m *Main) openStore(ctx context.Context) error {
 	m.storeThread = so.ShadowIdle || so.ShadowNice > 0
 	m.Log.Info().Str("db", c.DB).Str("replica", replica).Msg("store opened")
 	return nil
+}
+
+// storeHealth reports this replica's store for the report.
+func (m *Main) storeHealth() *report.StoreHealth {
+	st := m.store.Stats()
+	h := &report.StoreHealth{Replica: replicaID(&m.Config), Lost: st.Predictions.Lost + st.ShadowResults.Lost + st.Skips.Lost}
+	if sh, ok := m.store.(storeHealth); ok {
+		h.Degraded = sh.Degraded()
+	}
+	return h
+}
+
+// isPostgresURL tells a PostgreSQL URL from a SQLite file path.
+func isPostgresURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
 // storeHealth is what a remote store says about itself while it cannot

@@ -16,11 +16,15 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	osexec "os/exec"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -77,6 +81,7 @@ func Admin(tb testing.TB) string {
 func URL(tb testing.TB) string {
 	tb.Helper()
 	admin := Admin(tb)
+	lockCluster(tb, unix.LOCK_SH)
 	name, err := dbName(tb.Name())
 	if err != nil {
 		tb.Fatal(err)
@@ -145,4 +150,128 @@ func dbName(test string) (string, error) {
 		return "t" + suffix, nil
 	}
 	return "t_" + mid + suffix, nil
+}
+
+// Stopping the server: the tests of several packages share the cluster and
+// run at once, in processes of their own, so a test that stops it first
+// takes an exclusive lock on a file beside the data directory, and every
+// URL holds a shared one until its test ends.
+
+const (
+	// EnvPGData names the variable holding the cluster's data directory.
+	EnvPGData = "UNDERSTUDY_TEST_PGDATA"
+	// EnvPGCtl names the variable holding the command that runs pg_ctl as
+	// the cluster's user, split on spaces.
+	EnvPGCtl = "UNDERSTUDY_TEST_PGCTL"
+)
+
+// exclusive is set while this process holds the exclusive lock, so that its
+// own URL calls do not wait for it; shared counts the shared locks it holds,
+// which would deadlock an exclusive one.
+var (
+	exclusive atomic.Bool
+	shared    atomic.Int64
+)
+
+// lockCluster takes the lock file beside the data directory, shared or
+// exclusive, for the rest of tb; without a data directory there is nothing
+// that could stop the server, and no lock.
+func lockCluster(tb testing.TB, how int) {
+	tb.Helper()
+	data := os.Getenv(EnvPGData)
+	if data == "" || (how == unix.LOCK_SH && exclusive.Load()) {
+		return
+	}
+	if how == unix.LOCK_EX && shared.Load() > 0 {
+		tb.Fatal("pgtest: this process holds databases of the cluster already: call pgtest.Lock before pgtest.URL")
+	}
+	f, err := os.OpenFile(filepath.Join(filepath.Dir(data), "pgtest.lock"), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		tb.Fatalf("pgtest: lock: %v", err)
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		tb.Fatalf("pgtest: lock: %v", err)
+	}
+	if how == unix.LOCK_EX {
+		exclusive.Store(true)
+	} else {
+		shared.Add(1)
+	}
+	tb.Cleanup(func() {
+		if how == unix.LOCK_EX {
+			exclusive.Store(false)
+		} else {
+			shared.Add(-1)
+		}
+		f.Close() // releases the lock
+	})
+}
+
+// pgctl runs pg_ctl on the cluster with args, or skips tb where the script
+// did not say how.
+func pgctl(tb testing.TB, args ...string) error {
+	tb.Helper()
+	data, ctl := os.Getenv(EnvPGData), strings.Fields(os.Getenv(EnvPGCtl))
+	if data == "" || len(ctl) == 0 {
+		tb.Skip(EnvPGData + " and " + EnvPGCtl + " are not set; run the tests through scripts/pg-throwaway.sh to stop and start the server")
+	}
+	cmd := osexec.Command(ctl[0], append(append(ctl[1:], "-D", data), args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Lock declares that this test stops the server: it waits until no test of
+// another package uses the cluster and keeps them off until this test
+// ends, when it also starts the server again if it is still stopped. Call
+// it before URL. Tests that call it must not run in parallel with other
+// tests of their package. It skips tb where the script did not export
+// EnvPGData and EnvPGCtl.
+func Lock(tb testing.TB) {
+	tb.Helper()
+	Admin(tb)
+	if exclusive.Load() {
+		return
+	}
+	_ = pgctl(tb, "status") // skips where pg_ctl is unknown
+	lockCluster(tb, unix.LOCK_EX)
+	// Registered after the lock's cleanup, so it runs before it.
+	tb.Cleanup(func() {
+		if pgctl(tb, "status") != nil {
+			if err := start(tb); err != nil {
+				tb.Errorf("pgtest: restarting the server after the test: %v", err)
+			}
+		}
+	})
+}
+
+// Stop stops the PostgreSQL server (fast: open connections are closed).
+// The test must hold Lock.
+func Stop(tb testing.TB) {
+	tb.Helper()
+	if !exclusive.Load() {
+		tb.Fatal("pgtest: Stop without Lock")
+	}
+	if err := pgctl(tb, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+}
+
+// Start starts the server that Stop stopped and waits until it accepts
+// connections.
+func Start(tb testing.TB) {
+	tb.Helper()
+	if err := start(tb); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+}
+
+func start(tb testing.TB) error {
+	tb.Helper()
+	// The log the script started the server with, beside the data.
+	log := filepath.Join(filepath.Dir(os.Getenv(EnvPGData)), "log")
+	return pgctl(tb, "-w", "-t", "60", "-l", log, "start")
 }

@@ -64,6 +64,17 @@ type Thresholds struct {
 // DefaultThresholds are used when the server is not told otherwise.
 var DefaultThresholds = Thresholds{MinPairs: 30, MinAgreement: 0.8, MaxLatencyRatio: 1.5, MaxErrorRateIncrease: 0.001, Alpha: 0.05}
 
+// StoreHealth is what one replica's store writer says about itself.
+type StoreHealth struct {
+	Replica string `json:"replica"`
+	// Lost counts rows handed to the store that it could not write: queue
+	// full, a failed batch, or dropped past its buffer while the database
+	// was unreachable. Counted since the process started.
+	Lost int64 `json:"lost"`
+	// Degraded says why the store cannot write now, "" when it can.
+	Degraded string `json:"degraded,omitempty"`
+}
+
 // ReplicaReport is one replica's share of the window's traffic.
 type ReplicaReport struct {
 	Replica  string    `json:"replica"`
@@ -93,6 +104,10 @@ type Report struct {
 	// Replicas breaks the window's traffic down by the replica that
 	// served and stored it, when several share the store.
 	Replicas []ReplicaReport `json:"replicas"`
+	// Store is the health of the store as the replica that built the
+	// report sees it: rows it could not store are missing from every
+	// figure above. Nil when unknown.
+	Store *StoreHealth `json:"store,omitempty"`
 	// Versions lists every shadow version with data, for the selector.
 	Versions []understudy.ModelRef `json:"versions"`
 	// Events are the latest lifecycle events.

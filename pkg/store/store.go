@@ -46,6 +46,19 @@ type Lifecycle interface {
 	LoadDeployment(ctx context.Context) (*understudy.Deployment, error)
 }
 
+// DeploymentWatcher is implemented by a backend that several replicas
+// share, such as PostgreSQL: it tells a replica when another one saved a
+// new deployment, so that it can follow it (registry.Follow). A backend
+// that only one process opens (SQLite) does not implement it.
+type DeploymentWatcher interface {
+	// WatchDeployment calls fn with the deployment as loaded after each
+	// change saved through any store on the same database (this one's
+	// included), in the order seen, until ctx is done; it then returns
+	// ctx's error. fn runs on the watcher's goroutine: a slow fn delays
+	// the next call, and changes saved meanwhile may be seen as one.
+	WatchDeployment(ctx context.Context, fn func(understudy.Deployment)) error
+}
+
 // Reader is what the report, the pairs export and the request page read.
 type Reader interface {
 	// Snapshot starts a consistent read: every read through it sees the

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Opener) {
 		{"Events", testEvents},
 		{"Deployment", testDeployment},
 		{"Models", testModels},
+		{"ByteOrder", testByteOrder},
 		{"RollupsMatchRaw", testRollupsMatchRaw},
 		{"RawReads", testRawReads},
 		{"Accuracy", testAccuracy},
