@@ -141,3 +141,32 @@ func TestSharedStartKeepsTheDeployment(t *testing.T) {
 		}
 	}
 }
+
+// Ensure a replica that starts with no model file on a shared deployment,
+// then gets a file other than the shared primary's, serves it without
+// saving it as everyone's primary.
+func TestSharedReplicaNeverSavesItsFirstModel(t *testing.T) {
+	d := &fakeDir{t: t, dir: t.TempDir(), now: time.Now(), mtime: time.Now().Add(-time.Hour)}
+	r := New(d.dir, fakeLoad, zerolog.Nop())
+	r.Warmup, r.Shared, r.Settle = false, true, 0
+	r.Now = func() time.Time { return d.now }
+	d.r = r
+	var rec recorder
+	rec.attach(r)
+	shared := deploying("x", "X")
+	if err := r.LoadDir("", &shared); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+	d.write("b", "B")
+	d.scan()
+	if p, _ := r.Primary(); p.Name != "b" {
+		t.Fatalf("primary %v, want b serving locally", p)
+	}
+	if rec.deploys != 0 {
+		t.Errorf("the replica saved its own primary %d times over the shared deployment, want 0", rec.deploys)
+	}
+	if r.SyncWarning() == "" {
+		t.Error("no warning that the shared primary x is missing")
+	}
+}

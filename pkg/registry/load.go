@@ -236,7 +236,12 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 		if r.primary == nil {
 			r.primary = m
 			r.Log.Info().Str("model", name).Str("version", m.Version).Msg("primary selected: the first model to load")
-			r.deployed()
+			// A replica following a shared deployment serves this model
+			// only until it has the shared primary: its own choice must
+			// never overwrite what the others serve.
+			if r.wanted == nil {
+				r.deployed()
+			}
 		}
 		r.publish()
 		// A shared deployment's primary whose file has just arrived.
