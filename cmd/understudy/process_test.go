@@ -247,3 +247,34 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Fatalf("still running 5 s after the second SIGTERM\n%s", p.log.String())
 	}
 }
+
+// Ensure a --grpc-addr that cannot be listened on ends start-up with an
+// error naming it, rather than a process that hangs.
+func TestGRPCAddrInUseExits(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd := exec.Command(buildBinary(t), "serve", "--addr", "127.0.0.1:0", "--grpc-addr", ln.Addr().String(),
+		"--models-dir", demoDir(t), "--db", filepath.Join(t.TempDir(), "u.db"), "--ort-lib", ortLib())
+	done := make(chan error, 1)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("serve exited 0 with --grpc-addr in use: %s", out.String())
+		}
+		if !strings.Contains(out.String(), "--grpc-addr") {
+			t.Errorf("the error does not name --grpc-addr: %s", out.String())
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("serve still running 20 s after failing to listen on --grpc-addr: %s", out.String())
+	}
+}

@@ -46,6 +46,10 @@ type Main struct {
 	// off the registry's lock.
 	lifecycle chan func(context.Context)
 	lcDone    chan struct{}
+	lcCtx     context.Context
+	lcCancel  context.CancelFunc
+	// deploys saves the deployment, retrying until the store takes it.
+	deploys   *deploySaver
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
 	reg       *registry.Registry
@@ -99,9 +103,15 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.lifecycle, m.lcDone = make(chan func(context.Context), 4096), make(chan struct{})
+	m.lcCtx, m.lcCancel = context.WithCancel(context.Background())
 	go m.storeLifecycle()
+	m.deploys = newDeploySaver(m.store, m.Log)
 	persisted, err := m.store.LoadDeployment(ctx)
-	if err != nil {
+	if _, shared := m.store.(store.DeploymentWatcher); err != nil && shared {
+		// Starting from the models directory would save this replica's
+		// own choice over the deployment the others serve.
+		return fmt.Errorf("cannot read the deployment the replicas share: %w", err)
+	} else if err != nil {
 		m.Log.Error().Err(err).Msg("cannot read the saved deployment; starting from the models directory")
 	}
 
@@ -128,9 +138,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.reg.OnEvent = func(ev understudy.Event) {
 		m.lifecycleDo(func(ctx context.Context) error { return m.store.RecordEvent(ctx, ev) })
 	}
-	m.reg.OnDeploy = func(d understudy.Deployment) {
-		m.lifecycleDo(func(ctx context.Context) error { return m.store.SaveDeployment(ctx, d) })
-	}
+	m.reg.OnDeploy = m.deploys.save
 	m.reg.OnModel = func(info understudy.ModelInfo) {
 		m.lifecycleDo(func(ctx context.Context) error { return m.store.RecordModel(ctx, info) })
 	}
@@ -154,6 +162,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// What start-up did is in the store before the first request, so that
 	// GET /events is complete as soon as the server answers.
+	m.deploys.flush(ctx)
 	synced := make(chan struct{})
 	m.lifecycleDo(func(context.Context) error { close(synced); return nil })
 	<-synced
@@ -269,7 +278,7 @@ func (m *Main) lifecycleDo(f func(context.Context) error) {
 func (m *Main) storeLifecycle() {
 	defer close(m.lcDone)
 	for f := range m.lifecycle {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(m.lcCtx, 10*time.Second)
 		f(ctx)
 		cancel()
 	}
@@ -325,7 +334,9 @@ func (m *Main) Close() error {
 		if err := m.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
-		if err := <-m.serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// serveErr is nil when Run failed before serving started.
+		if m.serveErr == nil {
+		} else if err := <-m.serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
 		m.srv = nil
@@ -368,9 +379,19 @@ func (m *Main) Close() error {
 	m.tuning = runtimeTuning{}
 	if m.lifecycle != nil {
 		close(m.lifecycle)
-		<-m.lcDone
+		select {
+		case <-m.lcDone:
+		case <-ctx.Done():
+			// A store that hangs must not hold shutdown past its
+			// deadline: what is still queued fails at once.
+			m.lcCancel()
+			<-m.lcDone
+			m.Log.Error().Msg("shutdown deadline passed with model events still queued for the store; they were not stored")
+		}
 		m.lifecycle = nil
 	}
+	m.deploys.stop(ctx)
+	m.deploys = nil
 	if m.store != nil {
 		if err := m.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
