@@ -118,12 +118,19 @@ func (s *Server) Stop(ctx context.Context) {
 	close(s.stop)
 	<-s.done
 	s.health.Shutdown()
+	// Unary calls end by themselves; a health Watch stream, which
+	// Envoy and gRPC clients keep open, never does and would hold
+	// GracefulStop until ctx's deadline, eating the time the shadows and
+	// the store need to drain. So the wait is short.
+	wait, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-ctx.Done():
+	case <-wait.Done():
 		s.grpc.Stop()
+		<-stopped
 	}
 }
 
