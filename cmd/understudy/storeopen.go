@@ -95,9 +95,21 @@ func (m *Main) storeHealth() *report.StoreHealth {
 	return h
 }
 
-// isPostgresURL tells a PostgreSQL URL from a SQLite file path.
+// isPostgresURL tells PostgreSQL connection strings from a SQLite file
+// path: a URL whose scheme is postgres or postgresql, in any case, or a
+// key=value string such as "host=db user=u dbname=understudy". Taking one
+// for a file would create a file named after it, password included.
 func isPostgresURL(db string) bool {
-	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+	lower := strings.ToLower(db)
+	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
+		return true
+	}
+	for _, f := range strings.Fields(db) {
+		if k, _, ok := strings.Cut(f, "="); ok && (k == "host" || k == "dbname" || k == "user" || k == "password" || k == "port") {
+			return true
+		}
+	}
+	return false
 }
 
 // storeHealth is what a remote store says about itself while it cannot
