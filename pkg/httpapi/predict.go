@@ -293,6 +293,9 @@ func (s *Server) bodyID(w http.ResponseWriter, r *http.Request, id, what string)
 		s.error(w, r, err)
 		return "", false
 	}
+	// The decoder's strings point into the body (ZeroCopy): a copy, so
+	// that the stored row does not keep the whole body alive.
+	id = strings.Clone(id)
 	w.Header()["X-Request-Id"] = []string{id}
 	return id, true
 }

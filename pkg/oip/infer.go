@@ -42,14 +42,17 @@ func DecodeInputs(inputs []Input, sig *understudy.Signature) (map[string]*unders
 		if !ok {
 			return nil, understudy.Errorf(understudy.EINVALID, "unknown input %q; the model's inputs are %s", in.Name, DescribeInputs(sig))
 		}
-		if _, dup := out[in.Name]; dup {
+		if _, dup := out[info.Name]; dup {
 			return nil, understudy.Errorf(understudy.EINVALID, "input %q is given twice; give each input once", in.Name)
 		}
 		t, err := decodeInput(in, info)
 		if err != nil {
 			return nil, err
 		}
-		out[in.Name] = t
+		// The signature's name, not the request's: a transport may decode
+		// names that point into the request's body, which the stored
+		// prediction must not keep alive.
+		out[info.Name] = t
 	}
 	if len(out) < len(sig.Inputs) {
 		var missing []string
