@@ -55,6 +55,9 @@ func modelParams(r *http.Request) (name, version string, err error) {
 	if err != nil {
 		return "", "", understudy.Errorf(understudy.EINVALID, "malformed model name or version in the path: %v", err)
 	}
+	if name == "" {
+		return "", "", understudy.Errorf(understudy.EINVALID, "the model name in the path is empty; want /v2/models/<name>/...")
+	}
 	return name, version, nil
 }
 

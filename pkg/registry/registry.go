@@ -167,6 +167,9 @@ func (r *Registry) AcquirePrimary() (*understudy.ServingModel, func(), bool) {
 // answer: unknown (ENOTFOUND) or loaded but not serving, such as a shadow
 // or a rollback target (ECONFLICT).
 func (r *Registry) Acquire(name, version string) (*understudy.ServingModel, func(), error) {
+	if name == "" && version != "" {
+		return nil, nil, understudy.Errorf(understudy.EINVALID, "model version %q is given without a model name; name the model too", version)
+	}
 	for range 3 {
 		s := r.state.Load()
 		if s == nil || s.primary == nil {
