@@ -37,6 +37,7 @@ type Metrics struct {
 	models func() []Model
 	mu     sync.Mutex
 	known  map[Model]bool
+	gone   map[Model]int // unloaded versions, and the scrapes left to delete their series
 }
 
 // Model is a loaded model version in the role it plays, as the metrics
@@ -143,12 +144,40 @@ func (m *Metrics) Sync() {
 			now[md] = true
 			continue
 		}
-		labels := prometheus.Labels{"model": md.Name, "version": md.Version}
-		for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.latency.MetricVec, m.drops.MetricVec, m.sampledOut.MetricVec, m.timeouts.MetricVec} {
-			v.DeletePartialMatch(labels)
+		m.delete(md)
+		if m.gone == nil {
+			m.gone = map[Model]int{}
 		}
+		m.gone[md] = goneSyncs
+	}
+	// A run that ends after its model was unloaded records into the
+	// series again; they are deleted again for a while, until no such
+	// run can be left.
+	for md, n := range m.gone {
+		loaded := false
+		for other := range now {
+			loaded = loaded || other.Name == md.Name && other.Version == md.Version
+		}
+		if loaded || n <= 0 {
+			delete(m.gone, md)
+			continue
+		}
+		m.delete(md)
+		m.gone[md] = n - 1
 	}
 	m.known = now
+}
+
+// goneSyncs is how many scrapes the series of an unloaded model are
+// deleted again after its unload.
+const goneSyncs = 10
+
+// delete removes every series of a model version.
+func (m *Metrics) delete(md Model) {
+	labels := prometheus.Labels{"model": md.Name, "version": md.Version}
+	for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.latency.MetricVec, m.drops.MetricVec, m.sampledOut.MetricVec, m.timeouts.MetricVec} {
+		v.DeletePartialMatch(labels)
+	}
 }
 
 // Run records one model run.
