@@ -1,0 +1,418 @@
+package main
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/understudy-ml/understudy/pkg/onnxbuild"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// This file proves canary mode end to end with real models, ONNX Runtime,
+// SQLite and HTTP: the share of keys, stickiness, the guard's fallback and
+// stop, pairs with who answered, persistence, and promote and rollback
+// under load with a canary on.
+
+type canaryView struct {
+	Mode         string  `json:"mode"`
+	Weight       float64 `json:"weight"`
+	MaxErrorRate float64 `json:"max_error_rate"`
+	Window       int     `json:"window"`
+	Stopped      string  `json:"stopped"`
+	Routed       int64   `json:"routed"`
+	Answered     int64   `json:"answered"`
+	Fallbacks    int64   `json:"fallbacks"`
+	Share        float64 `json:"answered_share"`
+}
+
+func canaryOf(tb testing.TB, url, name string) *canaryView {
+	tb.Helper()
+	r := testRequest(tb, "GET", url+"/models", nil)
+	var v struct {
+		Models []struct {
+			Name   string
+			Role   string
+			Canary *canaryView
+		}
+	}
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		tb.Fatal(err)
+	}
+	for _, m := range v.Models {
+		if m.Name == name {
+			return m.Canary
+		}
+	}
+	return nil
+}
+
+// keyed posts body to /predict with a routing key and returns who
+// answered (X-Understudy-Model) and the status.
+func keyed(tb testing.TB, url, key string, body []byte) (model string, status int, respBody []byte) {
+	tb.Helper()
+	req, _ := http.NewRequest("POST", url+"/predict", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("X-Understudy-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.Header.Get("X-Understudy-Model"), resp.StatusCode, b
+}
+
+func mustConfigure(tb testing.TB, url, name, body string) {
+	tb.Helper()
+	if r := admin(tb, "PUT", url+"/models/"+name, adminToken, []byte(body)); r.Status != 200 {
+		tb.Fatalf("PUT /models/%s %s: %d %s", name, body, r.Status, r.Body)
+	}
+}
+
+func servedBy(tb testing.TB, dbPath, query string, args ...any) map[string]int {
+	tb.Helper()
+	db, err := sql.Open("sqlite3", "file:"+dbPath+"?_query_only=1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(query, args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			tb.Fatal(err)
+		}
+		out[k] = n
+	}
+	return out
+}
+
+// Ensure a canary at weight 0.2 answers 20% of 1,000 keys (±0.04), the
+// same keys every time, that raising the weight only adds keys, that the
+// pairs of its requests are stored primary-vs-candidate with who answered,
+// that feedback joins by request id, and that the settings survive a
+// restart.
+func TestCanaryShareStickinessPairs(t *testing.T) {
+	d := holdout(t)
+	dir := demoDir(t)
+	dbPath := filepath.Join(t.TempDir(), "canary.db")
+	args := append([]string{"--primary", "iris-v1", "--db", dbPath, "--shed-when-busy=false"}, fastWatch...)
+	m := startServerWith(t, dir, nil, args...)
+	mustConfigure(t, m.URL(), "iris-v2", `{"mode": "canary", "weight": 0.2}`)
+	rows := d.Holdout.X32()
+	_, v2 := d.V2.Predict(rows)
+	_ = v2
+	const keys = 1000
+	first := map[string]string{}
+	answered := 0
+	for i := range keys {
+		key := fmt.Sprintf("user-%d", i)
+		model, status, body := keyed(t, m.URL(), key, rowBody(fmt.Sprintf("k-%d", i), rows[i%len(rows)]))
+		if status != 200 {
+			t.Fatalf("%s: %d %s", key, status, body)
+		}
+		name := strings.SplitN(model, "@", 2)[0]
+		var v struct{ Model struct{ Name string } }
+		json.Unmarshal(body, &v)
+		if v.Model.Name != name {
+			t.Fatalf("%s: body says %q, header %q", key, v.Model.Name, model)
+		}
+		if want := understudy.KeyFraction(key) < 0.2; want != (name == "iris-v2") {
+			t.Fatalf("%s: answered by %s; want the canary %v", key, model, want)
+		}
+		if name == "iris-v2" {
+			answered++
+		}
+		first[key] = name
+	}
+	share := float64(answered) / keys
+	t.Logf("weight 0.2: the canary answered %d of %d keys (%.3f)", answered, keys, share)
+	if share < 0.16 || share > 0.24 {
+		t.Errorf("share %.3f, want 0.2 ± 0.04", share)
+	}
+	// Stickiness: the same keys again get the same model.
+	for i := range 200 {
+		key := fmt.Sprintf("user-%d", i)
+		model, _, _ := keyed(t, m.URL(), key, rowBody("", rows[0]))
+		if got := strings.SplitN(model, "@", 2)[0]; got != first[key] {
+			t.Fatalf("%s: %s, then %s", key, first[key], got)
+		}
+	}
+	cv := canaryOf(t, m.URL(), "iris-v2")
+	if cv == nil || cv.Mode != "canary" || cv.Weight != 0.2 || cv.Answered < int64(answered) || cv.Fallbacks != 0 {
+		t.Errorf("GET /models canary: %+v", cv)
+	}
+	// Feedback joins a request the canary answered.
+	var canaryID string
+	for i := range keys {
+		if first[fmt.Sprintf("user-%d", i)] == "iris-v2" {
+			canaryID = fmt.Sprintf("k-%d", i)
+			break
+		}
+	}
+	if r := testRequest(t, "POST", m.URL()+"/feedback", []byte(`{"id": "`+canaryID+`", "label": 1}`)); r.Status != 200 {
+		t.Errorf("feedback on a canary request: %d %s", r.Status, r.Body)
+	}
+	// Raising the weight only adds keys.
+	mustConfigure(t, m.URL(), "iris-v2", `{"weight": 0.5}`)
+	more := 0
+	for i := range keys {
+		key := fmt.Sprintf("user-%d", i)
+		model, _, _ := keyed(t, m.URL(), key, rowBody("", rows[0]))
+		got := strings.SplitN(model, "@", 2)[0]
+		if first[key] == "iris-v2" && got != "iris-v2" {
+			t.Fatalf("%s moved back to %s when the weight rose", key, got)
+		}
+		if got == "iris-v2" {
+			more++
+		}
+	}
+	if more <= answered {
+		t.Errorf("weight 0.5: %d keys on the canary, not more than %d", more, answered)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Stored: predictions say who answered; each canary request has one
+	// pair, iris-v2 against iris-v1, served_by candidate.
+	preds := servedBy(t, dbPath, `SELECT model || ' ' || served_by, count(*) FROM predictions WHERE request_id LIKE 'k-%' GROUP BY 1`)
+	if preds["iris-v2 candidate"] != answered || preds["iris-v1 primary"] != keys-answered {
+		t.Errorf("stored predictions by model and served_by: %v, want %d candidate, %d primary", preds, answered, keys-answered)
+	}
+	pairs := servedBy(t, dbPath, `SELECT shadow || ' vs ' || primary_model || ' ' || served_by || ' ' || status, count(*) FROM shadow_results WHERE request_id LIKE 'k-%' GROUP BY 1`)
+	if pairs["iris-v2 vs iris-v1 candidate ok"] != answered || pairs["iris-v2 vs iris-v1 primary ok"] != keys-answered {
+		t.Errorf("stored pairs: %v", pairs)
+	}
+	// Latency is the candidate's on-path run, PrimaryLatency the primary's
+	// off-path one.
+	timed := servedBy(t, dbPath, `SELECT served_by, count(*) FROM shadow_results WHERE request_id LIKE 'k-%' AND served_by = 'candidate' AND latency_us > 0 AND primary_latency_us > 0 GROUP BY 1`)
+	if timed["candidate"] != answered {
+		t.Errorf("canary pairs with both latencies: %v, want %d", timed, answered)
+	}
+	db := openStore(t, dbPath)
+	res, err := db.ShadowResults(t.Context(), canaryID)
+	if err != nil || len(res) != 1 || res[0].Shadow != "iris-v2" || res[0].Primary != "iris-v1" || res[0].Compare.Agreement == nil {
+		t.Errorf("pair of canary request %s: %+v %v", canaryID, res[0], err)
+	}
+	p, err := db.Prediction(t.Context(), canaryID)
+	if err != nil || p.Label == nil || p.Model != "iris-v2" {
+		t.Errorf("prediction of canary request %s: %+v %v", canaryID, p, err)
+	}
+	db.Close()
+
+	// The settings survive a restart, and keys keep their model.
+	m = startServerWith(t, dir, nil, args...)
+	defer m.Close()
+	if cv := canaryOf(t, m.URL(), "iris-v2"); cv == nil || cv.Mode != "canary" || cv.Weight != 0.5 {
+		t.Errorf("after restart: %+v", cv)
+	}
+	for i := range 100 {
+		key := fmt.Sprintf("user-%d", i)
+		model, _, _ := keyed(t, m.URL(), key, rowBody("", rows[0]))
+		if first[key] == "iris-v2" && !strings.HasPrefix(model, "iris-v2@") {
+			t.Fatalf("%s: %s after restart", key, model)
+		}
+	}
+}
+
+// flakyModel fails at run time for some row counts: it reshapes [N,4] into
+// [3,-1], which works only when N is a multiple of 3.
+func flakyModel() *onnxbuild.Model {
+	return &onnxbuild.Model{Graph: onnxbuild.Graph{
+		Name:         "flaky",
+		Nodes:        []onnxbuild.Node{{OpType: "Reshape", Inputs: []string{"input", "shape"}, Outputs: []string{"y"}}},
+		Inputs:       []onnxbuild.ValueInfo{{Name: "input", DType: onnxbuild.Float, Dims: []int64{-1, 4}}},
+		Outputs:      []onnxbuild.ValueInfo{{Name: "y", DType: onnxbuild.Float, Dims: []int64{3, -1}}},
+		Initializers: []onnxbuild.Tensor{onnxbuild.Int64Tensor("shape", []int64{2}, []int64{3, -1})},
+	}}
+}
+
+func rowsBody(n int) []byte {
+	x := make([][]float32, n)
+	for i := range x {
+		x[i] = []float32{5.1, 3.5, 1.4, 0.2}
+	}
+	b, _ := json.Marshal(map[string]any{"input": x})
+	return b
+}
+
+// Ensure a candidate that fails for some inputs never shows a client an
+// error: the primary answers at once, each fallback is counted and stored
+// as the candidate's failed pair, and the guard stops the canary (weight
+// 0, event canary_stopped, shown in /models), which holds across a
+// restart until an admin sets a weight again.
+func TestCanaryGuardFallsBackAndStops(t *testing.T) {
+	dir := demoDir(t)
+	writeModel(t, dir, "flaky", flakyModel(), time.Time{})
+	dbPath := filepath.Join(t.TempDir(), "guard.db")
+	args := append([]string{"--primary", "iris-v1", "--db", dbPath, "--shed-when-busy=false"}, fastWatch...)
+	m := startServerWith(t, dir, nil, args...)
+	mustConfigure(t, m.URL(), "flaky", `{"mode": "canary", "weight": 1, "window": 20, "max_error_rate": 0.2}`)
+	byModel := map[string]int{}
+	for i := range 10 {
+		model, status, body := keyed(t, m.URL(), "", rowsBody(3))
+		if status != 200 {
+			t.Fatalf("3 rows, request %d: %d %s", i, status, body)
+		}
+		byModel[strings.SplitN(model, "@", 2)[0]]++
+	}
+	if byModel["flaky"] != 10 {
+		t.Fatalf("3-row requests answered by %v; want the canary for all", byModel)
+	}
+	// One-row requests fail on the candidate: 4 failures of 20 are within
+	// 0.2, the 5th trips the guard.
+	for i := range 30 {
+		model, status, body := keyed(t, m.URL(), "", rowsBody(1))
+		if status != 200 || !strings.HasPrefix(model, "iris-v1@") {
+			t.Fatalf("1 row, request %d: %d %s from %s; want the primary's answer", i, status, body, model)
+		}
+	}
+	var cv *canaryView
+	deadline := time.Now().Add(10 * time.Second)
+	for cv = canaryOf(t, m.URL(), "flaky"); cv == nil || cv.Stopped == ""; cv = canaryOf(t, m.URL(), "flaky") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the guard did not stop the canary: %+v", cv)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("guard: %+v", cv)
+	if cv.Weight != 0 || cv.Fallbacks < 5 || cv.Fallbacks > 6 || cv.Answered != 10 {
+		t.Errorf("after the stop: %+v; want weight 0, 5 fallbacks (6 if one raced the stop), 10 answered", cv)
+	}
+	stopped := 0
+	for _, ev := range events(t, m.URL(), "flaky") {
+		if ev.Kind == "canary_stopped" {
+			stopped++
+		}
+	}
+	if stopped != 1 {
+		t.Errorf("%d canary_stopped events, want 1", stopped)
+	}
+	// After the stop the primary answers without trying the candidate.
+	if model, status, _ := keyed(t, m.URL(), "", rowsBody(3)); status != 200 || !strings.HasPrefix(model, "iris-v1@") {
+		t.Errorf("after the stop: %d from %s", status, model)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fallbacks := servedBy(t, dbPath, `SELECT served_by || ' ' || status, count(*) FROM shadow_results WHERE shadow = 'flaky' GROUP BY 1`)
+	if int64(fallbacks["fallback error"]) != cv.Fallbacks || fallbacks["candidate ok"] != 10 {
+		t.Errorf("stored flaky pairs: %v; want %d fallback errors and 10 candidate ok", fallbacks, cv.Fallbacks)
+	}
+	preds := servedBy(t, dbPath, `SELECT model || ' ' || served_by || ' ' || status, count(*) FROM predictions GROUP BY 1`)
+	if int64(preds["iris-v1 fallback ok"]) != cv.Fallbacks {
+		t.Errorf("stored predictions: %v; want %d fallbacks answered ok by iris-v1", preds, cv.Fallbacks)
+	}
+
+	// The stop holds across a restart...
+	m = startServerWith(t, dir, nil, args...)
+	defer m.Close()
+	if cv := canaryOf(t, m.URL(), "flaky"); cv == nil || cv.Weight != 0 || cv.Stopped == "" {
+		t.Errorf("after restart: %+v, want stopped at weight 0", cv)
+	}
+	if model, _, _ := keyed(t, m.URL(), "", rowsBody(3)); !strings.HasPrefix(model, "iris-v1@") {
+		t.Errorf("after restart, answered by %s", model)
+	}
+	// ...until an admin sets a weight again.
+	mustConfigure(t, m.URL(), "flaky", `{"weight": 1}`)
+	if cv := canaryOf(t, m.URL(), "flaky"); cv == nil || cv.Weight != 1 || cv.Stopped != "" {
+		t.Errorf("after setting a weight: %+v", cv)
+	}
+	if model, _, _ := keyed(t, m.URL(), "", rowsBody(3)); !strings.HasPrefix(model, "flaky@") {
+		t.Errorf("after setting a weight, answered by %s", model)
+	}
+}
+
+// Ensure settings that make no sense are refused, and that at most one
+// model is a canary at a time.
+func TestCanarySettingsRefused(t *testing.T) {
+	dir := demoDir(t)
+	writeModel(t, dir, "flaky", flakyModel(), time.Time{})
+	m := startServer(t, dir, append([]string{"--primary", "iris-v1"}, fastWatch...)...)
+	for _, tt := range []struct{ name, body string }{
+		{"iris-v2", `{"mode": "blue"}`},
+		{"iris-v2", `{"weight": 1.5}`},
+		{"iris-v2", `{"max_error_rate": 0}`},
+		{"iris-v2", `{"window": 0}`},
+		{"iris-v1", `{"mode": "canary", "weight": 0.1}`},
+	} {
+		if r := admin(t, "PUT", m.URL()+"/models/"+tt.name, adminToken, []byte(tt.body)); r.Status < 400 {
+			t.Errorf("PUT %s %s: %d, want refused", tt.name, tt.body, r.Status)
+		}
+	}
+	mustConfigure(t, m.URL(), "iris-v2", `{"mode": "canary", "weight": 0.1}`)
+	if r := admin(t, "PUT", m.URL()+"/models/flaky", adminToken, []byte(`{"mode": "canary", "weight": 0.1}`)); r.Status != 409 {
+		t.Errorf("a second canary: %d %s, want 409", r.Status, r.Body)
+	}
+	mustConfigure(t, m.URL(), "iris-v2", `{"mode": "shadow"}`)
+	mustConfigure(t, m.URL(), "flaky", `{"mode": "canary", "weight": 0.1}`)
+}
+
+// Ensure promote and rollback while a canary is on fail no request under
+// load, and that a promoted canary leaves canary mode.
+func TestCanaryPromoteRollbackUnderLoad(t *testing.T) {
+	dir := demoDir(t)
+	writeModel(t, dir, "mlp", onnxbuild.RandomMLP(9, 4, []int{8}, 3).Model("mlp"), time.Time{})
+	m := startServerWith(t, dir, nil, append([]string{"--primary", "iris-v1"}, fastWatch...)...)
+	defer m.Close()
+	waitFor(t, m.URL(), "mlp shadow", func(ms []modelView) bool { return find(ms, "mlp", "shadow") != nil })
+	mustConfigure(t, m.URL(), "iris-v2", `{"mode": "canary", "weight": 0.5}`)
+	p := &predictor{url: m.URL(), seen: map[string]string{}, versions: map[string]int{}}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.run(&stop, g) }()
+	}
+	step := func(name string, f func()) {
+		t.Helper()
+		before := p.requests.Load()
+		f()
+		time.Sleep(200 * time.Millisecond)
+		if p.requests.Load() == before {
+			t.Fatalf("%s: no requests went through", name)
+		}
+	}
+	mustAdmin := func(method, path string) {
+		t.Helper()
+		if r := admin(t, method, m.URL()+path, adminToken, nil); r.Status != 200 {
+			t.Fatalf("%s %s: %d %s", method, path, r.Status, r.Body)
+		}
+	}
+	step("canary on", func() {})
+	step("promote another model", func() { mustAdmin("POST", "/models/mlp/promote") })
+	step("rollback", func() { mustAdmin("POST", "/models/rollback") })
+	step("promote the canary", func() { mustAdmin("POST", "/models/iris-v2/promote") })
+	if cv := canaryOf(t, m.URL(), "iris-v2"); cv != nil {
+		t.Errorf("the promoted canary is still one: %+v", cv)
+	}
+	step("rollback again", func() { mustAdmin("POST", "/models/rollback") })
+	stop.Store(true)
+	wg.Wait()
+	if n := p.failures.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed", n, p.requests.Load())
+	}
+	if len(p.mixed) > 0 {
+		t.Errorf("answers not consistent with their model version: %v", p.mixed[:min(3, len(p.mixed))])
+	}
+	t.Logf("%d requests, answers by version: %v", p.requests.Load(), p.versions)
+}
