@@ -85,7 +85,7 @@ func (m *Model) canaryInfo(set Settings) *understudy.CanaryInfo {
 	}
 	c := &m.canary
 	info := &understudy.CanaryInfo{CanarySettings: set.Canary,
-		Routed: c.routed.Load(), Answered: c.answered.Load(), Fallbacks: c.fallbacks.Load()}
+		Routed: c.routed.Load(), Answered: c.answered.Load(), Fallbacks: c.fallbacks.Load(), Stops: c.stops.Load()}
 	info.Window, info.MaxErrorRate = effective(set.Canary)
 	if seen := c.seen.Load(); seen > 0 {
 		info.AnsweredShare = float64(info.Answered) / float64(seen)
@@ -93,9 +93,6 @@ func (m *Model) canaryInfo(set Settings) *understudy.CanaryInfo {
 	info.WindowErrors, info.WindowSize = c.window()
 	return info
 }
-
-// CanaryStops returns how many times the guard stopped m since it loaded.
-func (m *Model) CanaryStops() int64 { return m.canary.stops.Load() }
 
 func checkCanaryPatch(p understudy.CanaryPatch) error {
 	if p.Mode != nil && *p.Mode != understudy.ModeShadow && *p.Mode != understudy.ModeCanary {

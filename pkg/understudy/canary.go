@@ -72,6 +72,8 @@ type CanaryInfo struct {
 	Routed    int64 `json:"routed"`
 	Answered  int64 `json:"answered"`
 	Fallbacks int64 `json:"fallbacks"`
+	// Stops counts the guard's stops.
+	Stops int64 `json:"stops"`
 	// AnsweredShare is the share of all requests (canary-eligible, since
 	// the model was loaded) that the candidate answered.
 	AnsweredShare float64 `json:"answered_share"`
