@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -72,6 +73,51 @@ func keyed(tb testing.TB, url, key string, body []byte) (model string, status in
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.Header.Get("X-Understudy-Model"), resp.StatusCode, b
+}
+
+type canaryReport struct {
+	Mode          string  `json:"mode"`
+	Weight        float64 `json:"weight"`
+	Stopped       string  `json:"stopped"`
+	Answered      int64   `json:"answered"`
+	Fallbacks     int64   `json:"fallbacks"`
+	AnsweredShare float64 `json:"answered_share"`
+	PrimaryShare  float64 `json:"primary_share"`
+	Stops         int     `json:"stops"`
+}
+
+// reportCanary polls the report's JSON until its canary figures for name
+// equal want's counts (rows are committed in batches), and returns them
+// with the window's request count.
+func reportCanary(tb testing.TB, url, name string, answered, fallbacks int64, requests int64) canaryReport {
+	tb.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := testRequest(tb, "GET", url+"/api/report?window=1h", nil)
+		var v struct {
+			Requests int64 `json:"requests"`
+			Shadows  []struct {
+				Name   string        `json:"name"`
+				Canary *canaryReport `json:"canary"`
+			} `json:"shadows"`
+		}
+		if err := json.Unmarshal(r.Body, &v); err != nil {
+			tb.Fatalf("report: %d %s", r.Status, r.Body)
+		}
+		var got *canaryReport
+		for _, s := range v.Shadows {
+			if s.Name == name && s.Canary != nil {
+				got = s.Canary
+			}
+		}
+		if got != nil && got.Answered == answered && got.Fallbacks == fallbacks && v.Requests == requests {
+			return *got
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("report: requests %d canary %+v; want %d requests, %d answered, %d fallbacks", v.Requests, got, requests, answered, fallbacks)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func mustConfigure(tb testing.TB, url, name, body string) {
@@ -148,12 +194,18 @@ func TestCanaryShareStickinessPairs(t *testing.T) {
 	if share < 0.16 || share > 0.24 {
 		t.Errorf("share %.3f, want 0.2 ± 0.04", share)
 	}
+	total, byCanary := int64(keys), int64(answered)
 	// Stickiness: the same keys again get the same model.
 	for i := range 200 {
 		key := fmt.Sprintf("user-%d", i)
 		model, _, _ := keyed(t, m.URL(), key, rowBody("", rows[0]))
-		if got := strings.SplitN(model, "@", 2)[0]; got != first[key] {
+		got := strings.SplitN(model, "@", 2)[0]
+		if got != first[key] {
 			t.Fatalf("%s: %s, then %s", key, first[key], got)
+		}
+		total++
+		if got == "iris-v2" {
+			byCanary++
 		}
 	}
 	cv := canaryOf(t, m.URL(), "iris-v2")
@@ -183,10 +235,17 @@ func TestCanaryShareStickinessPairs(t *testing.T) {
 		}
 		if got == "iris-v2" {
 			more++
+			byCanary++
 		}
+		total++
 	}
 	if more <= answered {
 		t.Errorf("weight 0.5: %d keys on the canary, not more than %d", more, answered)
+	}
+	// The report's figures equal the counts made here.
+	rc := reportCanary(t, m.URL(), "iris-v2", byCanary, 0, total)
+	if rc.Mode != "canary" || rc.Weight != 0.5 || math.Abs(rc.AnsweredShare-float64(byCanary)/float64(total)) > 1e-9 || rc.Stops != 0 {
+		t.Errorf("report canary: %+v; want answered share %d/%d", rc, byCanary, total)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -244,6 +303,15 @@ func flakyModel() *onnxbuild.Model {
 		Outputs:      []onnxbuild.ValueInfo{{Name: "y", DType: onnxbuild.Float, Dims: []int64{3, -1}}},
 		Initializers: []onnxbuild.Tensor{onnxbuild.Int64Tensor("shape", []int64{2}, []int64{3, -1})},
 	}}
+}
+
+func findVersion(tb testing.TB, url, name string) string {
+	tb.Helper()
+	if mv := find(listModels(tb, url), name, ""); mv != nil {
+		return mv.Version
+	}
+	tb.Fatalf("no model %s", name)
+	return ""
 }
 
 func rowsBody(n int) []byte {
@@ -310,6 +378,21 @@ func TestCanaryGuardFallsBackAndStops(t *testing.T) {
 	// After the stop the primary answers without trying the candidate.
 	if model, status, _ := keyed(t, m.URL(), "", rowsBody(3)); status != 200 || !strings.HasPrefix(model, "iris-v1@") {
 		t.Errorf("after the stop: %d from %s", status, model)
+	}
+	// The report and the metrics agree with the counts.
+	rc := reportCanary(t, m.URL(), "flaky", 10, cv.Fallbacks, 41)
+	if rc.Stops != 1 || rc.Weight != 0 || rc.Stopped == "" || math.Abs(rc.AnsweredShare-10.0/41) > 1e-9 {
+		t.Errorf("report canary: %+v", rc)
+	}
+	metrics := string(testRequest(t, "GET", m.URL()+"/metrics", nil).Body)
+	for _, want := range []string{
+		`understudy_canary_answered_total{model="flaky",version="` + strings.SplitN(findVersion(t, m.URL(), "flaky"), "@", 2)[0] + `"} 10`,
+		fmt.Sprintf(`understudy_canary_fallbacks_total{model="flaky",version="%s"} %d`, findVersion(t, m.URL(), "flaky"), cv.Fallbacks),
+		`understudy_canary_stops_total{model="flaky",version="` + findVersion(t, m.URL(), "flaky") + `"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
