@@ -159,8 +159,12 @@ func servedBy(tb testing.TB, dbPath, query string, args ...any) map[string]int {
 func TestCanaryShareStickinessPairs(t *testing.T) {
 	d := holdout(t)
 	dir := demoDir(t)
+	// A third model, a plain shadow, is mirrored for canary requests too.
+	writeModel(t, dir, "mlp", onnxbuild.RandomMLP(9, 4, []int{8}, 3).Model("mlp"), time.Time{})
 	dbPath := filepath.Join(t.TempDir(), "canary.db")
-	args := append([]string{"--primary", "iris-v1", "--db", dbPath, "--shed-when-busy=false"}, fastWatch...)
+	// Every request must have its pairs: no shedding, a queue that never
+	// fills, and time to drain it at shutdown.
+	args := append([]string{"--primary", "iris-v1", "--db", dbPath, "--shed-when-busy=false", "--shadow-queue", "100000", "--drain-timeout", "60s"}, fastWatch...)
 	m := startServerWith(t, dir, nil, args...)
 	mustConfigure(t, m.URL(), "iris-v2", `{"mode": "canary", "weight": 0.2}`)
 	rows := d.Holdout.X32()
@@ -261,16 +265,26 @@ func TestCanaryShareStickinessPairs(t *testing.T) {
 	if pairs["iris-v2 vs iris-v1 candidate ok"] != answered || pairs["iris-v2 vs iris-v1 primary ok"] != keys-answered {
 		t.Errorf("stored pairs: %v", pairs)
 	}
+	// The other shadow is compared with the primary's answer on every
+	// request, including those the canary answered.
+	if pairs["mlp vs iris-v1 candidate ok"] != answered || pairs["mlp vs iris-v1 primary ok"] != keys-answered {
+		t.Errorf("stored pairs of the other shadow: %v", pairs)
+	}
 	// Latency is the candidate's on-path run, PrimaryLatency the primary's
 	// off-path one.
-	timed := servedBy(t, dbPath, `SELECT served_by, count(*) FROM shadow_results WHERE request_id LIKE 'k-%' AND served_by = 'candidate' AND latency_us > 0 AND primary_latency_us > 0 GROUP BY 1`)
+	timed := servedBy(t, dbPath, `SELECT served_by, count(*) FROM shadow_results WHERE request_id LIKE 'k-%' AND shadow = 'iris-v2' AND served_by = 'candidate' AND latency_us > 0 AND primary_latency_us > 0 GROUP BY 1`)
 	if timed["candidate"] != answered {
 		t.Errorf("canary pairs with both latencies: %v, want %d", timed, answered)
 	}
 	db := openStore(t, dbPath)
 	res, err := db.ShadowResults(t.Context(), canaryID)
-	if err != nil || len(res) != 1 || res[0].Shadow != "iris-v2" || res[0].Primary != "iris-v1" || res[0].Compare.Agreement == nil {
-		t.Errorf("pair of canary request %s: %+v %v", canaryID, res[0], err)
+	if err != nil || len(res) != 2 {
+		t.Fatalf("pairs of canary request %s: %v %v; want the canary's and mlp's", canaryID, res, err)
+	}
+	for _, r := range res {
+		if r.Primary != "iris-v1" || r.Status != "ok" || r.Compare.Agreement == nil {
+			t.Errorf("pair of canary request %s: %+v", canaryID, r)
+		}
 	}
 	p, err := db.Prediction(t.Context(), canaryID)
 	if err != nil || p.Label == nil || p.Model != "iris-v2" {

@@ -99,7 +99,7 @@ func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
 	}
 	var fb *understudy.ShadowResult
 	if s.Canary != nil && c.Version == "" {
-		ans, failure, err, done := s.canary(ctx, c, m, inputs)
+		ans, failure, done, err := s.canary(ctx, c, m, inputs)
 		if done {
 			return ans, err
 		}

@@ -74,8 +74,8 @@ type CanaryInfo struct {
 	Fallbacks int64 `json:"fallbacks"`
 	// Stops counts the guard's stops.
 	Stops int64 `json:"stops"`
-	// AnsweredShare is the share of all requests (canary-eligible, since
-	// the model was loaded) that the candidate answered.
+	// AnsweredShare is the share of all requests that the candidate
+	// answered, over the requests that came while its weight was above 0.
 	AnsweredShare float64 `json:"answered_share"`
 	// WindowErrors and WindowSize are the guard's sliding window now.
 	WindowErrors int `json:"window_errors"`
