@@ -36,7 +36,7 @@ var (
 	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
 	model    = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
 	p99Time  = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
-	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,cost,store,lifecycle,report,soak (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,canary,cost,store,lifecycle,report,soak (default all)")
 
 	floorModel = flag.String("floor-model", "", "internal: run as the floor server for this model")
 	floorAddr  = flag.String("floor-addr", "", "internal: the floor server's address")
@@ -96,6 +96,11 @@ func main() {
 	if section("shadow") {
 		for _, m := range models {
 			measure(func() error { return benchShadows(m) })
+		}
+	}
+	if section("canary") {
+		for _, m := range models {
+			measure(func() error { return benchCanary(m) })
 		}
 	}
 	if section("cost") {

@@ -55,6 +55,15 @@ func (m *Main) registerModelSeries() {
 		}
 		return out
 	})
+	m.metrics.Canaries(func() []metrics.Canary {
+		var out []metrics.Canary
+		for _, info := range m.reg.List() {
+			if c := info.Canary; c != nil {
+				out = append(out, metrics.Canary{Name: info.Name, Version: info.Version, Answered: c.Answered, Fallbacks: c.Fallbacks, Stops: c.Stops})
+			}
+		}
+		return out
+	})
 	m.metrics.ModelsLoaded(func() map[string]int {
 		counts := map[string]int{}
 		for _, info := range m.reg.List() {

@@ -182,7 +182,7 @@ func (m *Main) Run(ctx context.Context) error {
 		<-done
 	}()
 
-	m.serving = &serving.Service{Models: m.reg, OnPredict: m.onPredict}
+	m.serving = &serving.Service{Models: m.reg, OnPredict: m.onPredict, Canary: m.reg.AcquireCanary}
 	httpapi.Version = Version
 	api := &httpapi.Server{
 		Models:      m.reg,
@@ -222,7 +222,8 @@ func (m *Main) Run(ctx context.Context) error {
 		busyAt = int64(shedAt(runtime.NumCPU(), c.ShadowWorkers))
 	}
 	busy := func() bool { return c.ShedWhenBusy && m.serving.InFlight() >= busyAt }
-	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy},
+	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy,
+		Primary: m.reg.AcquirePrimaryModel},
 		m.reg.Shadows, m.store, m.metrics, m.Log.With().Str("component", "shadow").Logger())
 	m.registerGauges()
 
@@ -287,10 +288,23 @@ func (m *Main) storeLifecycle() {
 // onPredict hands a primary prediction to the metrics, the store and the
 // mirror. Each of them only enqueues, so the request never waits.
 func (m *Main) onPredict(p *understudy.Prediction) {
-	m.metrics.Run(p.Model, p.Version, "primary", p.Status, p.Latency)
+	role := "primary"
+	if p.ServedBy == understudy.ServedCandidate {
+		role = "canary"
+	}
+	m.metrics.Run(p.Model, p.Version, role, p.Status, p.Latency)
+	if p.ServedBy != "" {
+		if mk, ok := m.store.(store.ServedMarker); ok {
+			mk.MarkServed(p.ID, p.ServedBy, p.Time)
+		}
+	}
 	m.store.WritePrediction(p)
-	if p.Status == understudy.StatusOK {
+	switch {
+	case p.Status == understudy.StatusOK:
 		m.mirror.Submit(p, p.Signature.Outputs)
+	case p.CanaryFailure != nil:
+		// Both failed: the canary's pair is still its own failure.
+		m.store.WriteShadowResult(p.CanaryFailure)
 	}
 }
 

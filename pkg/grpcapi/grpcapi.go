@@ -53,6 +53,22 @@ type Server struct {
 // X-Request-Id header does over HTTP.
 const idKey = "x-request-id"
 
+// keyKey routes a call to the canary or not, stably per key, and modelKey
+// (response header metadata) says which model answered, as name@version.
+const (
+	keyKey   = "x-understudy-key"
+	modelKey = "x-understudy-model"
+)
+
+func routingKey(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(keyKey); len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
 // serviceName is the service health reports on besides the server as a
 // whole ("").
 const serviceName = "inference.GRPCInferenceService"
@@ -277,7 +293,7 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	}
 	var names []string
 	ans, err := s.Serving.Infer(ctx, serving.Call{ID: id, Model: req.ModelName, Version: req.ModelVersion, Received: received,
-		BodySize: proto.Size(req), End: end,
+		BodySize: proto.Size(req), End: end, Key: routingKey(ctx),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
 			var err error
 			if names, err = oip.OutputNames(requested, sig); err != nil {
@@ -292,6 +308,7 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 		return nil, err
 	}
 	names = oip.Present(names, ans.Outputs)
+	_ = grpc.SetHeader(ctx, metadata.Pairs(modelKey, ans.Model.Name+"@"+ans.Model.Version))
 	resp := &pb.ModelInferResponse{ModelName: ans.Model.Name, ModelVersion: ans.Model.Version, Id: id,
 		Outputs: make([]*pb.ModelInferResponse_InferOutputTensor, len(names))}
 	raw := len(req.RawInputContents) > 0

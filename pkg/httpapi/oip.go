@@ -157,6 +157,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 	}
 	var names []string
 	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Model: name, Version: version, Received: received, BodySize: len(body), End: end,
+		Key: r.Header.Get(keyHeader),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
 			var err error
 			if names, err = oip.OutputNames(outs.names, sig); err != nil {
@@ -178,6 +179,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		h["Content-Type"] = jsonContentType
 	}
 	h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+	h[modelHeader] = []string{ans.Model.Name + "@" + ans.Model.Version}
 	_, _ = w.Write(buf)
 }
 

@@ -248,7 +248,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if s.LogPayloads {
 		s.Log.Debug().Str("request_id", id).RawJSON("body", body).Msg("predict payload")
 	}
-	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Received: received, BodySize: len(body), End: end,
+	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Received: received, BodySize: len(body), End: end, Key: r.Header.Get(keyHeader),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) { return decodeInputs(&req, sig) }})
 	if err != nil {
 		s.inferError(w, r, id, err)
@@ -279,8 +279,16 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+	h[modelHeader] = []string{m.Name + "@" + m.Version}
 	_, _ = w.Write(buf)
 }
+
+// keyHeader routes a request to the canary or not, stably per key, and
+// modelHeader says which model answered (name@version).
+const (
+	keyHeader   = "X-Understudy-Key"
+	modelHeader = "X-Understudy-Model"
+)
 
 // bodyID returns the request id: the one the body names, checked, else the
 // one the middleware gave. It answers the request itself when the body's id

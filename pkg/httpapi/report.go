@@ -143,6 +143,7 @@ func (s *Server) handleReportJSON(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	s.withCanaries(rep)
 	s.writeJSONChecked(w, r, rep)
 }
 
@@ -226,6 +227,7 @@ func (s *Server) handleReportPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, err)
 		return
 	}
+	s.withCanaries(rep)
 	s.render(w, r, http.StatusOK, "report", s.reportView(r, rep))
 }
 

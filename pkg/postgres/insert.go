@@ -20,27 +20,27 @@ import (
 // that ids increase in storage order.
 
 const insertPredictions = `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size,
-		outputs, latency_us, status, error, cpu_us, replica)
-	SELECT request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, $13
+		outputs, latency_us, status, error, cpu_us, replica, served_by)
+	SELECT request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, $13, served_by
 	FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-		$8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[])
-		WITH ORDINALITY AS r(request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, ord)
+		$8::text[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], $14::text[])
+		WITH ORDINALITY AS r(request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, served_by, ord)
 	ORDER BY ord
 	ON CONFLICT (request_id) DO NOTHING
 	RETURNING request_id`
 
 const insertShadows = `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs,
 		latency_us, status, error, agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, replica)
+		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, replica, served_by)
 	SELECT request_id, time_us, shadow, version, primary_model, primary_version, outputs,
 		latency_us, status, error, agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, $23
+		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, $23, served_by
 	FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 		$8::bigint[], $9::text[], $10::text[], $11::float8[], $12::bigint[], $13::bigint[], $14::float8[], $15::float8[], $16::text[],
-		$17::float8[], $18::bigint[], $19::float8[], $20::float8[], $21::bigint[], $22::bigint[])
+		$17::float8[], $18::bigint[], $19::float8[], $20::float8[], $21::bigint[], $22::bigint[], $24::text[])
 		WITH ORDINALITY AS r(request_id, time_us, shadow, version, primary_model, primary_version, outputs,
 			latency_us, status, error, agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-			sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, ord)
+			sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, ord)
 	ORDER BY ord
 	ON CONFLICT (request_id, shadow, version) DO NOTHING
 	RETURNING request_id, shadow, version`
@@ -104,13 +104,14 @@ func (db *DB) insertPredictions(ctx context.Context, tx pgx.Tx, rows []*predRow,
 		timeUS, size, latency                 = make([]int64, k), make([]int64, k), make([]int64, k)
 		inputs, outputs                       = make([]*string, k), make([]*string, k)
 		cpu                                   = make([]*int64, k)
+		served                                = make([]string, k)
 	)
 	for i, r := range rows {
 		id[i], model[i], version[i], sha[i], status[i], errs[i] = r.id, r.model, r.version, r.inputsSHA256, r.status, r.err
 		timeUS[i], size[i], latency[i] = r.timeUS, r.inputsSize, r.latencyUS
-		inputs[i], outputs[i], cpu[i] = r.inputs, r.outputs, r.cpuUS
+		inputs[i], outputs[i], cpu[i], served[i] = r.inputs, r.outputs, r.cpuUS, r.servedBy
 	}
-	res, err := tx.Query(ctx, insertPredictions, id, timeUS, model, version, inputs, sha, size, outputs, latency, status, errs, cpu, db.opts.Replica)
+	res, err := tx.Query(ctx, insertPredictions, id, timeUS, model, version, inputs, sha, size, outputs, latency, status, errs, cpu, db.opts.Replica, served)
 	if err != nil {
 		return fmt.Errorf("insert predictions: %w", err)
 	}
@@ -147,6 +148,7 @@ func (db *DB) insertShadows(ctx context.Context, tx pgx.Tx, rows []*shadowRow, r
 		primaryScore, shadowScore                    = make([]*float64, k), make([]*float64, k)
 		primaryClass, shadowClass, elements          = make([]*int64, k), make([]*int64, k), make([]*int64, k)
 		cpu, primaryLatency                          = make([]*int64, k), make([]*int64, k)
+		served                                       = make([]string, k)
 	)
 	for i, r := range rows {
 		id[i], shadow[i], version[i], primary[i], primaryVersion[i] = r.id, r.shadow, r.version, r.primary, r.primaryVersion
@@ -155,11 +157,11 @@ func (db *DB) insertShadows(ctx context.Context, tx pgx.Tx, rows []*shadowRow, r
 		agreement[i], maxAbs[i], meanAbs[i], sumSq[i] = r.agreement, r.maxAbsDiff, r.meanAbsDiff, r.sumSq
 		primaryScore[i], shadowScore[i] = r.primaryScore, r.shadowScore
 		primaryClass[i], shadowClass[i], elements[i] = r.primaryClass, r.shadowClass, r.elements
-		cpu[i], primaryLatency[i] = r.cpuUS, r.primaryLatencyUS
+		cpu[i], primaryLatency[i], served[i] = r.cpuUS, r.primaryLatencyUS, r.servedBy
 	}
 	res, err := tx.Query(ctx, insertShadows, id, timeUS, shadow, version, primary, primaryVersion, outputs,
 		latency, status, errs, agreement, primaryClass, shadowClass, maxAbs, meanAbs, comparison,
-		sumSq, elements, primaryScore, shadowScore, cpu, primaryLatency, db.opts.Replica)
+		sumSq, elements, primaryScore, shadowScore, cpu, primaryLatency, db.opts.Replica, served)
 	if err != nil {
 		return fmt.Errorf("insert shadow results: %w", err)
 	}

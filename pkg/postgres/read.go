@@ -254,6 +254,33 @@ func (s *snapshot) SkipCounts(ctx context.Context, shadow, version string, from,
 	return sampledOut, dropped, nil
 }
 
+// ServedCounts implements store.Snapshot: a canary's answers and its
+// fallbacks, counted from the rows (the partial indexes keep the reads to
+// the canaries' rows).
+func (s *snapshot) ServedCounts(ctx context.Context, from, to time.Time) ([]store.ServedCounts, error) {
+	lo, hi := rollup.MicroRange(from, to)
+	rows, err := s.tx.Query(ctx, `SELECT model, version, sum(answered)::bigint, sum(fallbacks)::bigint FROM (
+			SELECT model, version, count(*) AS answered, 0 AS fallbacks FROM predictions
+			WHERE served_by <> 'primary' AND served_by = 'candidate' AND time_us >= $1 AND time_us < $2 GROUP BY model, version
+			UNION ALL
+			SELECT shadow, version, 0, count(*) FROM shadow_results
+			WHERE served_by <> 'primary' AND served_by = 'fallback' AND status <> 'ok' AND time_us >= $1 AND time_us < $2 GROUP BY shadow, version
+		) c GROUP BY model, version ORDER BY model, version`, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("read canary counts: %w", err)
+	}
+	var out []store.ServedCounts
+	var c store.ServedCounts
+	_, err = pgx.ForEachRow(rows, []any{&c.Model, &c.Version, &c.Answered, &c.Fallbacks}, func() error {
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read canary counts: %w", err)
+	}
+	return out, nil
+}
+
 // Replicas implements store.Snapshot.
 func (s *snapshot) Replicas(ctx context.Context, from, to time.Time) ([]store.ReplicaCounts, error) {
 	lo, hi := rollup.MinuteRange(from, to)

@@ -28,6 +28,7 @@ type predRow struct {
 	outputs            *string
 	status, err        string
 	cpuUS              *int64
+	servedBy           string // who answered the user: see understudy.ServedBy
 	roll               rollup.Prediction
 }
 
@@ -41,6 +42,7 @@ type shadowRow struct {
 	comparison                                   string
 	sumSq, primaryScore, shadowScore             *float64
 	elements, cpuUS, primaryLatencyUS            *int64
+	servedBy                                     string
 	roll                                         rollup.Shadow
 }
 
@@ -97,6 +99,7 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 	in := store.EncodeTensors(p.Inputs)
 	sum := sha256.Sum256(in)
 	r := &predRow{
+		servedBy:     servedBy(p.ServedBy),
 		id:           text(p.ID),
 		model:        text(p.Model),
 		version:      text(p.Version),
@@ -129,6 +132,7 @@ func (db *DB) WriteShadowResult(s *understudy.ShadowResult) {
 func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	c := &s.Compare
 	r := &shadowRow{
+		servedBy:       servedBy(s.ServedBy),
 		id:             text(s.RequestID),
 		shadow:         text(s.Shadow),
 		version:        text(s.Version),
@@ -271,4 +275,13 @@ func (db *DB) Flush(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// servedBy is who answered a request as stored: "" means the primary, as
+// for every request not routed to a canary.
+func servedBy(s string) string {
+	if s == "" {
+		return understudy.ServedPrimary
+	}
+	return text(s)
 }

@@ -38,6 +38,7 @@ func (r *Registry) Promote(name, version string, force bool, actor string) (unde
 	if old != nil {
 		r.previous = append(r.previous, old)
 	}
+	r.endCanary(m.Name)
 	return r.swap(m, understudy.EventPromoted, "first primary", actor), nil
 }
 
@@ -99,8 +100,11 @@ func (r *Registry) Configure(name string, p understudy.SettingsPatch, actor stri
 	if p.TimeoutMS != nil && (*p.TimeoutMS <= 0 || *p.TimeoutMS > 3_600_000) {
 		return understudy.ShadowSettings{}, understudy.Errorf(understudy.EINVALID, "timeout_ms %d: want 1 to 3600000", *p.TimeoutMS)
 	}
-	if p.Sampling == nil && p.TimeoutMS == nil && p.Paused == nil {
-		return understudy.ShadowSettings{}, understudy.Errorf(understudy.EINVALID, `nothing to change; want {"sampling": 0.25, "timeout_ms": 200, "paused": false}`)
+	if err := checkCanaryPatch(p.CanaryPatch); err != nil {
+		return understudy.ShadowSettings{}, err
+	}
+	if p.Sampling == nil && p.TimeoutMS == nil && p.Paused == nil && p.CanaryPatch.Empty() {
+		return understudy.ShadowSettings{}, understudy.Errorf(understudy.EINVALID, `nothing to change; want {"sampling": 0.25, "timeout_ms": 200, "paused": false, "mode": "canary", "weight": 0.05}`)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -120,13 +124,16 @@ func (r *Registry) Configure(name string, p understudy.SettingsPatch, actor stri
 	if p.Paused != nil {
 		set.Paused = *p.Paused
 	}
+	if err := r.applyCanary(name, &set, p.CanaryPatch); err != nil {
+		return understudy.ShadowSettings{}, err
+	}
 	r.settings[name] = set
 	for _, m := range r.models {
 		if m.Name == name {
 			m.SetSettings(set)
 		}
 	}
-	detail := fmt.Sprintf("sampling %v, timeout %v, paused %v", set.Sampling, set.Timeout, set.Paused)
+	detail := fmt.Sprintf("sampling %v, timeout %v, paused %v%s", set.Sampling, set.Timeout, set.Paused, canaryDetail(set.Canary))
 	r.Log.Info().Str("model", name).Str("actor", actor).Str("settings", detail).Msg("shadow settings changed")
 	r.event(understudy.EventSettings, name, "", actor, detail)
 	r.deployed()

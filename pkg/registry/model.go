@@ -22,14 +22,16 @@ type Settings struct {
 	Timeout time.Duration
 	// Paused stops mirroring without unloading the model.
 	Paused bool
+	// Canary is the model's canary mode, weight and guard (canary.go).
+	Canary understudy.CanarySettings
 }
 
 func (s Settings) persisted() understudy.ShadowSettings {
-	return understudy.ShadowSettings{Sampling: s.Sampling, TimeoutMS: s.Timeout.Milliseconds(), Paused: s.Paused}
+	return understudy.ShadowSettings{Sampling: s.Sampling, TimeoutMS: s.Timeout.Milliseconds(), Paused: s.Paused, CanarySettings: s.Canary}
 }
 
 func fromPersisted(s understudy.ShadowSettings) Settings {
-	return Settings{Sampling: s.Sampling, Timeout: time.Duration(s.TimeoutMS) * time.Millisecond, Paused: s.Paused}
+	return Settings{Sampling: s.Sampling, Timeout: time.Duration(s.TimeoutMS) * time.Millisecond, Paused: s.Paused, Canary: s.CanarySettings}
 }
 
 // Model is one loaded version of a model file.
@@ -47,6 +49,7 @@ type Model struct {
 	primary understudy.ServingModel
 	batcher *batch.Batcher
 	noBatch string // why requests are not merged, when merging is on
+	canary  canaryState
 }
 
 // NewModel wraps a runner as a model that is not in any registry, with the

@@ -239,6 +239,7 @@ func (r *Registry) List() []understudy.ModelInfo {
 		set := m.Settings()
 		info.Sampling, info.TimeoutMS, info.Paused = &set.Sampling, set.Timeout.Milliseconds(), set.Paused
 		info.Batching = r.batching(m)
+		info.Canary = m.canaryInfo(set)
 		out = append(out, info)
 	}
 	for _, fs := range r.files {

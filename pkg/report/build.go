@@ -122,6 +122,9 @@ func Build(ctx context.Context, db store.Reader, q Query, th Thresholds, now tim
 		}
 		r.Shadows = append(r.Shadows, *sr)
 	}
+	if err := b.canaries(ctx, db); err != nil {
+		return nil, err
+	}
 	replicas, err := snap.Replicas(ctx, r.From, r.To)
 	if err != nil {
 		return nil, err

@@ -133,6 +133,8 @@ type ShadowReport struct {
 	Charts         Charts          `json:"charts"`
 	Disagreements  Disagreements   `json:"disagreements"`
 	Verdict        Verdict         `json:"verdict"`
+	// Canary is its canary part of the window, when it was a canary.
+	Canary *CanaryReport `json:"canary,omitempty"`
 }
 
 // Traffic counts what happened to the requests in the window for a shadow.

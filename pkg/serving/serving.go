@@ -22,6 +22,9 @@ type Service struct {
 	// OnPredict receives every prediction of the primary, failed runs
 	// included, before the answer is written. It must not block.
 	OnPredict func(*understudy.Prediction)
+	// Canary, if set, returns the canary now taking a share of the
+	// primary's traffic (see canary.go).
+	Canary func() (understudy.CanaryRoute, bool)
 
 	inFlight atomic.Int64
 	runs     atomic.Int64
@@ -62,6 +65,9 @@ type Call struct {
 	Decode func(sig *understudy.Signature) (map[string]*understudy.Tensor, error)
 	// End is Begin's func; Infer calls it when the run is over.
 	End func()
+	// Key routes the request to the canary or not, stably (the
+	// X-Understudy-Key header); "" means the request id.
+	Key string
 }
 
 // Answer is the primary's answer to a Call.
@@ -69,6 +75,9 @@ type Answer struct {
 	Model   *understudy.ServingModel
 	Outputs map[string]*understudy.Tensor
 	Latency time.Duration
+	// ServedBy is understudy.ServedCandidate when a canary answered,
+	// ServedFallback when the primary answered after it failed, else "".
+	ServedBy string
 }
 
 // Infer runs c on the primary and hands the prediction over. A model that
@@ -88,6 +97,14 @@ func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
+	var fb *understudy.ShadowResult
+	if s.Canary != nil && c.Version == "" {
+		ans, failure, done, err := s.canary(ctx, c, m, inputs)
+		if done {
+			return ans, err
+		}
+		fb = failure
+	}
 	var stats understudy.RunStats
 	runCtx := ctx
 	// Reading a thread's CPU clock is a system call; every 16th request is
@@ -103,6 +120,10 @@ func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
 	}
 	p := &understudy.Prediction{ID: c.ID, Time: c.Received, Model: m.Name, Version: m.Version, Signature: &m.Signature,
 		Inputs: inputs, Latency: latency, CPU: stats.CPU, Status: understudy.StatusOK, BodySize: c.BodySize}
+	if fb != nil {
+		fb.PrimaryLatency = latency
+		p.ServedBy, p.Canary, p.CanaryFailure = understudy.ServedFallback, fb.Shadow, fb
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// The client is gone; nobody reads the answer.
@@ -116,7 +137,7 @@ func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
 	// Handed over before the client can read the answer: a label sent the
 	// moment the answer arrives must find its prediction.
 	s.notify(p)
-	return &Answer{Model: m, Outputs: outputs, Latency: latency}, nil
+	return &Answer{Model: m, Outputs: outputs, Latency: latency, ServedBy: p.ServedBy}, nil
 }
 
 func (s *Service) notify(p *understudy.Prediction) {

@@ -53,6 +53,9 @@ type Config struct {
 	// off the queue then is dropped (and counted) instead of run, so that
 	// shadows give their CPU back exactly when the primary needs it.
 	Busy func() bool
+	// Primary, if set, returns the primary, acquired: for a request a
+	// canary answered, the primary runs off the path as its shadow.
+	Primary func() (*registry.Model, bool)
 }
 
 // DefaultWorkers is half the cores, at least one.
@@ -74,6 +77,9 @@ type job struct {
 	pred    *understudy.Prediction
 	outputs []understudy.TensorInfo // the primary's, to order the comparison
 	model   *registry.Model
+	// primaryRun says the model is the primary, run as the shadow of a
+	// request the canary answered (canary.go).
+	primaryRun bool
 }
 
 // Mirror is the shadow queue and its workers.
@@ -172,6 +178,15 @@ func Sampled(requestID, shadow string, rate float64) bool {
 // Submit queues a successful primary prediction for every shadow that
 // samples it. It never blocks: a full queue drops the job and counts it.
 func (m *Mirror) Submit(p *understudy.Prediction, primaryOutputs []understudy.TensorInfo) {
+	if p.Canary != "" {
+		m.submitCanary(p)
+		return
+	}
+	m.submit(p, primaryOutputs, "")
+}
+
+// submit queues p for every shadow but the one named skip.
+func (m *Mirror) submit(p *understudy.Prediction, primaryOutputs []understudy.TensorInfo, skip string) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.closed {
@@ -179,7 +194,7 @@ func (m *Mirror) Submit(p *understudy.Prediction, primaryOutputs []understudy.Te
 	}
 	for _, s := range m.shadows() {
 		set := s.Settings()
-		if set.Paused {
+		if set.Paused || s.Name == skip {
 			s.Release()
 			continue
 		}
@@ -280,6 +295,10 @@ func (m *Mirror) drain() {
 
 func (m *Mirror) handle(j job) {
 	defer j.model.Release()
+	if j.primaryRun {
+		m.runPrimary(j)
+		return
+	}
 	if m.base.Err() != nil {
 		// Past the drain deadline: recorded as dropped, not run.
 		m.skip(j.model, j.pred.Time, 0, 1)
@@ -292,7 +311,8 @@ func (m *Mirror) handle(j job) {
 	set := j.model.Settings()
 	ctx, cancel := context.WithTimeout(m.base, set.Timeout)
 	defer cancel()
-	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version, Primary: j.pred.Model, PrimaryVersion: j.pred.Version, PrimaryLatency: j.pred.Latency}
+	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version, Primary: j.pred.Model, PrimaryVersion: j.pred.Version, PrimaryLatency: j.pred.Latency,
+		ServedBy: j.pred.ServedBy}
 	var stats understudy.RunStats
 	start := time.Now()
 	out, err := safeRun(understudy.WithRunStats(ctx, &stats), j.model.Runner, j.model.Signature, j.pred.Inputs)

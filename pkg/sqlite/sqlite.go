@@ -199,6 +199,7 @@ type DB struct {
 	low                         *lowPriority  // commits shadow results; nil without ShadowNice
 	lastCheckpoint              time.Time     // writer only
 	checkpointLog               limiter
+	served                      *servedWriter // canary marks (served.go)
 }
 
 var _ store.Store = (*DB)(nil)
@@ -240,6 +241,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	go db.run()
+	db.startServed()
 	ctx, cancel := context.WithCancel(context.Background())
 	db.cancel = cancel
 	if opts.RetainDays > 0 || opts.RetainRows > 0 {
@@ -345,6 +347,7 @@ func (db *DB) Close() error {
 		}
 		close(db.quit)
 		<-db.done
+		db.closeServed()
 		db.cancel()
 		<-db.retentionDone
 		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(), db.rollup.close(), db.write.Close(), db.read.Close())

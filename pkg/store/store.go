@@ -126,6 +126,10 @@ type Snapshot interface {
 	// minutes covering [from, to), ordered by replica id: what the
 	// replicas sharing a store each stored there.
 	Replicas(ctx context.Context, from, to time.Time) ([]ReplicaCounts, error)
+	// ServedCounts returns, per canary version, the requests it answered
+	// and its fallbacks with row times in [from, to) (exact, from the raw
+	// rows), ordered by model and version; see served.go.
+	ServedCounts(ctx context.Context, from, to time.Time) ([]ServedCounts, error)
 	// Close ends the snapshot. It is safe to call twice.
 	Close() error
 }

@@ -95,6 +95,8 @@ type ModelInfo struct {
 	Sampling  *float64 `json:"sampling,omitempty"`
 	TimeoutMS int64    `json:"timeout_ms,omitempty"`
 	Paused    bool     `json:"paused,omitempty"`
+	// Canary is the model's canary state; nil unless its mode is canary.
+	Canary *CanaryInfo `json:"canary,omitempty"`
 }
 
 // Batching describes how waiting requests to a primary are merged into
@@ -168,6 +170,8 @@ type ShadowSettings struct {
 	TimeoutMS int64 `json:"timeout_ms"`
 	// Paused stops mirroring without unloading the model.
 	Paused bool `json:"paused"`
+	// CanarySettings, flattened: mode, weight and the guard (canary.go).
+	CanarySettings
 }
 
 // Deployment is the state that survives a restart: which version serves,
@@ -186,4 +190,5 @@ type SettingsPatch struct {
 	Sampling  *float64 `json:"sampling"`
 	TimeoutMS *int64   `json:"timeout_ms"`
 	Paused    *bool    `json:"paused"`
+	CanaryPatch
 }

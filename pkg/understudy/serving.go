@@ -46,6 +46,14 @@ type Prediction struct {
 	Status   string // "ok" or "error"
 	Error    string
 	BodySize int
+	// ServedBy says who answered a request routed to a canary:
+	// ServedCandidate, or ServedFallback when the candidate failed and the
+	// primary answered; "" (stored as ServedPrimary) for every other
+	// request. Canary names the canary the request was routed to.
+	ServedBy, Canary string
+	// CanaryFailure is the candidate's failed run on a fallback, stored as
+	// its pair (see canary.go).
+	CanaryFailure *ShadowResult
 }
 
 type runStatsKey struct{}

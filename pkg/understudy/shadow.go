@@ -84,6 +84,9 @@ type ShadowResult struct {
 	Status  string // StatusOK, StatusError or StatusTimeout
 	Error   string
 	Compare Comparison
+	// ServedBy says who answered the user for this request: ServedPrimary
+	// (also ""), ServedCandidate or ServedFallback.
+	ServedBy string
 }
 
 // Store persists predictions, shadow results and model history. The write

@@ -55,6 +55,41 @@
     });
   }
 
+  // Canary controls: set the weight, or stop (weight 0), with the token.
+  document.querySelectorAll("form.canary-weight").forEach(function (form) {
+    var out = form.querySelector("output");
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var token = field ? field.value.trim() : stored();
+      if (!token) {
+        say(out, "Enter the admin token at the top of the page first.", "bad");
+        return;
+      }
+      var stop = ev.submitter && ev.submitter.name === "stop";
+      var weight = stop ? 0 : parseFloat(form.elements.weight.value);
+      fetch("/models/" + encodeURIComponent(form.dataset.model), {
+        method: "PUT",
+        headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+        credentials: "same-origin",
+        body: JSON.stringify({ weight: weight }),
+      })
+        .then(function (resp) {
+          return resp.json().catch(function () {
+            return {};
+          }).then(function (body) {
+            if (resp.ok) {
+              say(out, stop ? "Stopped: weight 0." : "Weight set to " + weight + ".", "good");
+            } else {
+              say(out, "Not changed (HTTP " + resp.status + "): " + (body.error || resp.statusText), "bad");
+            }
+          });
+        })
+        .catch(function (err) {
+          say(out, "Not changed: " + err.message, "bad");
+        });
+    });
+  });
+
   document.querySelectorAll("form.promote").forEach(function (form) {
     var button = form.querySelector("button");
     var out = form.querySelector("output");

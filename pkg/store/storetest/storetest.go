@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"Flush", testFlush},
 		{"SnapshotIsolation", testSnapshotIsolation},
+		{"Served", testServed},
 		{"Close", testClose},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, open) })
