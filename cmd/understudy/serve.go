@@ -293,11 +293,6 @@ func (m *Main) onPredict(p *understudy.Prediction) {
 		role = "canary"
 	}
 	m.metrics.Run(p.Model, p.Version, role, p.Status, p.Latency)
-	if p.ServedBy != "" {
-		if mk, ok := m.store.(store.ServedMarker); ok {
-			mk.MarkServed(p.ID, p.ServedBy, p.Time)
-		}
-	}
 	m.store.WritePrediction(p)
 	switch {
 	case p.Status == understudy.StatusOK:

@@ -199,7 +199,6 @@ type DB struct {
 	low                         *lowPriority  // commits shadow results; nil without ShadowNice
 	lastCheckpoint              time.Time     // writer only
 	checkpointLog               limiter
-	served                      *servedWriter // canary marks (served.go)
 }
 
 var _ store.Store = (*DB)(nil)
@@ -241,7 +240,6 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	go db.run()
-	db.startServed()
 	ctx, cancel := context.WithCancel(context.Background())
 	db.cancel = cancel
 	if opts.RetainDays > 0 || opts.RetainRows > 0 {
@@ -319,12 +317,12 @@ func (db *DB) open() error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, replica)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id) DO NOTHING`},
+		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, served_by, replica)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id) DO NOTHING`},
 		{&db.insShadow, `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
 				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, replica)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
+				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, replica)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
 		{&db.upsertSkip, `INSERT INTO shadow_skips (shadow, version, minute, sampled_out, dropped) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (shadow, version, minute) DO UPDATE SET sampled_out = sampled_out + excluded.sampled_out, dropped = dropped + excluded.dropped`},
 	} {
@@ -347,7 +345,6 @@ func (db *DB) Close() error {
 		}
 		close(db.quit)
 		<-db.done
-		db.closeServed()
 		db.cancel()
 		<-db.retentionDone
 		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(), db.rollup.close(), db.write.Close(), db.read.Close())

@@ -69,7 +69,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 	if len(b.preds) > 0 {
 		st := tx.StmtContext(ctx, db.insPred)
 		for _, r := range b.preds {
-			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err, r.cpuUS)
+			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err, r.cpuUS, r.servedBy)
 			if err != nil {
 				if !rowError(err) {
 					return fmt.Errorf("insert prediction: %w", err)
@@ -90,7 +90,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 		for _, r := range b.shadows {
 			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.shadow, r.version, r.primary, r.primaryVersion, r.outputs, r.latencyUS, r.status, r.err,
 				r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison,
-				r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS)
+				r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS, r.servedBy)
 			if err != nil {
 				if !rowError(err) {
 					return fmt.Errorf("insert shadow result: %w", err)

@@ -28,6 +28,7 @@ type predRow struct {
 	inputsSize   int
 	status, err  string
 	cpuUS        sql.NullInt64
+	servedBy     string // who answered the user: see understudy.ServedBy
 	roll         rollup.Prediction
 }
 
@@ -36,6 +37,7 @@ type shadowRow struct {
 	timeUS, latencyUS                            int64
 	outputs                                      []byte // binary stored form; nil for NULL
 	status, err                                  string
+	servedBy                                     string
 	agreement, maxAbsDiff, meanAbsDiff           sql.NullFloat64
 	primaryClass, shadowClass                    sql.NullInt64
 	comparison                                   string
@@ -56,6 +58,7 @@ type skipRow struct {
 
 func (db *DB) predRow(p *understudy.Prediction) *predRow {
 	r := &predRow{
+		servedBy:  servedBy(p.ServedBy),
 		id:        p.ID,
 		model:     p.Model,
 		version:   p.Version,
@@ -102,6 +105,7 @@ func bytesString(b []byte) string {
 func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	c := &s.Compare
 	r := &shadowRow{
+		servedBy:       servedBy(s.ServedBy),
 		id:             s.RequestID,
 		shadow:         s.Shadow,
 		version:        s.Version,
@@ -160,4 +164,13 @@ func nullInt(i *int64) sql.NullInt64 {
 		return sql.NullInt64{}
 	}
 	return sql.NullInt64{Int64: *i, Valid: true}
+}
+
+// servedBy is who answered a request as stored: "" means the primary, as
+// for every request not routed to a canary.
+func servedBy(s string) string {
+	if s == "" {
+		return understudy.ServedPrimary
+	}
+	return s
 }

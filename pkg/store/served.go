@@ -1,10 +1,5 @@
 package store
 
-import (
-	"context"
-	"time"
-)
-
 // This file is the storage side of canary mode. A backend stores each
 // prediction's and each pair's ServedBy (understudy.ServedPrimary when
 // empty) and counts, per window, what canaries answered and where they
@@ -18,14 +13,4 @@ type ServedCounts struct {
 	// Fallbacks counts its failed runs on requests routed to it, which the
 	// primary answered instead (pairs with served_by fallback).
 	Fallbacks int64
-}
-
-// ServedMarker is implemented by a backend whose row writes do not carry
-// ServedBy themselves: the server then also hands it who answered each
-// request routed to a canary, and the backend puts that on the request's
-// rows whichever arrives first. MarkServed never blocks, like the other
-// writes; FlushServed waits until the marks handed over are stored.
-type ServedMarker interface {
-	MarkServed(requestID, servedBy string, at time.Time)
-	FlushServed(ctx context.Context) error
 }

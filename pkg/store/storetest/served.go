@@ -11,17 +11,16 @@ import (
 )
 
 // Ensure who answered each request routed to a canary is stored whatever
-// the order its rows and marks arrive in, and that ServedCounts counts, in
+// the order its rows arrive in, and that ServedCounts counts, in
 // a window exact to the microsecond, the predictions a canary answered and
 // its fallbacks (its failed pairs on requests the primary then answered),
 // never its pairs on requests the primary answered as usual.
 func testServed(t *testing.T, open Opener) {
 	st := open(t)
-	marker, _ := st.(store.ServedMarker)
 	t0 := time.Date(2030, 6, 1, 10, 0, 0, 0, time.UTC)
 	sig := &understudy.Signature{Outputs: []understudy.TensorInfo{{Name: "y", DType: understudy.Float32, Dims: []int64{-1, 1}}}}
 	out := map[string]*understudy.Tensor{"y": {DType: understudy.Float32, Shape: []int64{1, 1}, Data: []float32{1}}}
-	write := func(i int, servedBy string, markFirst bool) {
+	write := func(i int, servedBy string) {
 		id := fmt.Sprintf("served-%d", i)
 		at := t0.Add(time.Duration(i) * time.Second)
 		model, status := "p", understudy.StatusOK
@@ -36,23 +35,15 @@ func testServed(t *testing.T, open Opener) {
 		version := model + "1"
 		p := &understudy.Prediction{ID: id, Time: at, Model: model, Version: version, Signature: sig,
 			Inputs: out, Outputs: out, Status: status, ServedBy: servedBy}
-		if marker != nil && markFirst {
-			marker.MarkServed(id, servedBy, at)
-			flushServed(t, marker)
-		}
 		st.WritePrediction(p)
 		st.WriteShadowResult(pair)
 		flush(t, st)
-		if marker != nil && !markFirst {
-			marker.MarkServed(id, servedBy, at)
-			flushServed(t, marker)
-		}
 	}
 	// Seconds 0-9: 4 answered by the canary, 3 fallbacks, 3 as usual.
 	kinds := []string{understudy.ServedCandidate, understudy.ServedPrimary, understudy.ServedFallback, understudy.ServedCandidate,
 		understudy.ServedFallback, "", understudy.ServedCandidate, understudy.ServedFallback, understudy.ServedCandidate, understudy.ServedPrimary}
 	for i, k := range kinds {
-		write(i, k, i%2 == 0)
+		write(i, k)
 	}
 	s := snapshot(t, st)
 	for _, tt := range []struct {
@@ -79,13 +70,4 @@ func testServed(t *testing.T, open Opener) {
 	}
 	pairs := pairs(t, st, store.PairFilter{Shadow: "c", Limit: 100})
 	assertEqual(t, "pairs of the canary", len(pairs), len(kinds))
-}
-
-func flushServed(tb testing.TB, m store.ServedMarker) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := m.FlushServed(ctx); err != nil {
-		tb.Fatalf("FlushServed: %v", err)
-	}
 }
