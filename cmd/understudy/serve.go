@@ -37,6 +37,9 @@ import (
 type Main struct {
 	Config Config
 	Log    zerolog.Logger
+	// CanaryCheckEvery is how often a canary's verdict is checked for its
+	// stop_on checks (0: every 10s); tests make it short.
+	CanaryCheckEvery time.Duration
 	// StoreOptions, if set, adjusts the store's options; tests use it to
 	// make the database fill up.
 	StoreOptions func(*sqlite.Options)
@@ -170,6 +173,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.stopWatch, m.watchDone = stop, make(chan struct{})
 	go func() {
 		defer close(m.watchDone)
+		guarded := make(chan struct{})
+		go func() { defer close(guarded); m.guardCanary(watchCtx) }()
+		defer func() { <-guarded }()
 		if !shared {
 			m.reg.Watch(watchCtx)
 			return

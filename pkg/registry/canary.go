@@ -3,6 +3,8 @@ package registry
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -107,6 +109,13 @@ func checkCanaryPatch(p understudy.CanaryPatch) error {
 	if p.Window != nil && (*p.Window < 1 || *p.Window > 100_000) {
 		return understudy.Errorf(understudy.EINVALID, "window %d: want 1 to 100000 requests", *p.Window)
 	}
+	if p.StopOn != nil {
+		for _, c := range *p.StopOn {
+			if !slices.Contains(understudy.StopChecks, c) {
+				return understudy.Errorf(understudy.EINVALID, "stop_on %q: want verdict checks among %s", c, strings.Join(understudy.StopChecks, ", "))
+			}
+		}
+	}
 	return nil
 }
 
@@ -131,6 +140,9 @@ func (r *Registry) applyCanary(name string, set *Settings, p understudy.CanaryPa
 	}
 	if p.Window != nil {
 		c.Window = *p.Window
+	}
+	if p.StopOn != nil {
+		c.StopOn = slices.Clone(*p.StopOn)
 	}
 	if c.Mode == understudy.ModeCanary {
 		if r.primary != nil && r.primary.Name == name {
@@ -160,7 +172,11 @@ func canaryDetail(c understudy.CanarySettings) string {
 		return ""
 	}
 	w, rate := effective(c)
-	return fmt.Sprintf(", mode canary, weight %v, max error rate %v over %d requests", c.Weight, rate, w)
+	detail := fmt.Sprintf(", mode canary, weight %v, max error rate %v over %d requests", c.Weight, rate, w)
+	if len(c.StopOn) > 0 {
+		detail += ", stops on a failed " + strings.Join(c.StopOn, " or ") + " check"
+	}
+	return detail
 }
 
 // endCanary takes a model that is being promoted out of canary mode.

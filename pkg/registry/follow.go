@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
@@ -25,7 +26,7 @@ func (r *Registry) Follow(d understudy.Deployment, actor string) {
 	}
 	for name, s := range d.Settings {
 		set := fromPersisted(s)
-		if old, ok := r.settings[name]; ok && old == set {
+		if old, ok := r.settings[name]; ok && reflect.DeepEqual(old, set) {
 			continue
 		}
 		r.settings[name] = set

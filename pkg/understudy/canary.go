@@ -45,22 +45,30 @@ type CanarySettings struct {
 	// Window is how many of the canary's last requests the guard looks
 	// at; 0 means the default.
 	Window int `json:"window,omitempty"`
+	// StopOn names the report's verdict checks (agreement, latency,
+	// errors, accuracy) whose failure stops the canary too, once the
+	// verdict has its minimum of pairs.
+	StopOn []string `json:"stop_on,omitempty"`
 	// Stopped is why the guard stopped the canary; it holds, with the
 	// weight at 0, until an admin sets a weight again.
 	Stopped string `json:"stopped,omitempty"`
 }
 
+// StopChecks are the verdict checks a canary can be stopped on.
+var StopChecks = []string{"agreement", "latency", "errors", "accuracy"}
+
 // CanaryPatch changes some canary settings; nil fields stay.
 type CanaryPatch struct {
-	Mode         *string  `json:"mode"`
-	Weight       *float64 `json:"weight"`
-	MaxErrorRate *float64 `json:"max_error_rate"`
-	Window       *int     `json:"window"`
+	Mode         *string   `json:"mode"`
+	Weight       *float64  `json:"weight"`
+	MaxErrorRate *float64  `json:"max_error_rate"`
+	Window       *int      `json:"window"`
+	StopOn       *[]string `json:"stop_on"`
 }
 
 // Empty reports whether the patch changes nothing.
 func (p CanaryPatch) Empty() bool {
-	return p.Mode == nil && p.Weight == nil && p.MaxErrorRate == nil && p.Window == nil
+	return p.Mode == nil && p.Weight == nil && p.MaxErrorRate == nil && p.Window == nil && p.StopOn == nil
 }
 
 // CanaryInfo is a canary's settings and counts since it was loaded, for
