@@ -41,7 +41,9 @@ func TestCanaryStopsOnItsVerdict(t *testing.T) {
 		t.Errorf("canary after the stop: %+v, want weight 0 and the agreement check as the reason", c)
 	}
 	r := testRequest(t, "GET", m.URL()+"/events?model=iris-v2", nil)
-	var evs struct{ Events []struct{ Kind, Actor string } }
+	var evs struct {
+		Events []struct{ Kind, Actor string }
+	}
 	if err := json.Unmarshal(r.Body, &evs); err != nil {
 		t.Fatal(err)
 	}
