@@ -345,6 +345,7 @@ func (m *Main) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	var lost int64 // rows the store could not write
 	if m.srv != nil {
 		if err := m.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
@@ -412,8 +413,9 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("close store: %w", err))
 		}
 		st := m.store.Stats()
+		lost = st.Predictions.Lost + st.ShadowResults.Lost + st.Skips.Lost
 		m.Log.Info().Int64("predictions", st.Predictions.Written).Int64("shadow_results", st.ShadowResults.Written).
-			Int64("lost", st.Predictions.Lost+st.ShadowResults.Lost+st.Skips.Lost).Msg("store flushed and closed")
+			Int64("lost", lost).Msg("store flushed and closed")
 		m.store, m.threadStats = nil, nil
 	}
 	if m.rt != nil {
@@ -422,7 +424,10 @@ func (m *Main) Close() error {
 		}
 		m.rt = nil
 	}
-	if len(errs) == 0 {
+	switch {
+	case len(errs) == 0 && lost > 0:
+		m.Log.Warn().Int64("lost_rows", lost).Msg("shut down; some rows could not be stored")
+	case len(errs) == 0:
 		m.Log.Info().Msg("shut down cleanly")
 	}
 	return errors.Join(errs...)
