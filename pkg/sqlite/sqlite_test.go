@@ -17,6 +17,7 @@ import (
 	"github.com/understudy-ml/understudy/migrations"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/store/storetest"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -161,9 +162,9 @@ func TestRoundTrip(t *testing.T) {
 					t.Errorf("inputs of %d bytes stored over a cap of 200", len(enc))
 				}
 			} else {
-				tensorsEqual(t, got.Inputs, want.Inputs)
+				storetest.TensorsEqual(t, got.Inputs, want.Inputs)
 			}
-			tensorsEqual(t, got.Outputs, want.Outputs)
+			storetest.TensorsEqual(t, got.Outputs, want.Outputs)
 			if want.Outputs == nil && got.Outputs != nil {
 				t.Errorf("Outputs = %v, want nil", got.Outputs)
 			}
@@ -183,7 +184,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 		for i, want := range shadows {
 			g := got[i]
-			tensorsEqual(t, g.Outputs, want.Outputs)
+			storetest.TensorsEqual(t, g.Outputs, want.Outputs)
 			if !g.Time.Equal(want.Time) {
 				t.Errorf("%s: Time = %v, want %v", want.Shadow, g.Time, want.Time)
 			}

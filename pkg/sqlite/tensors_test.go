@@ -7,6 +7,7 @@ import (
 
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/store/storetest"
 	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
@@ -84,7 +85,7 @@ func TestOldAndNewTensorRows(t *testing.T) {
 		if rec.InputsSHA256 != store.InputsDigest(in) || rec.InputsSize != len(in) {
 			t.Errorf("Prediction(%s): hash %s size %d", id, rec.InputsSHA256, rec.InputsSize)
 		}
-		tensorsEqual(t, rec.Inputs, inputs)
-		tensorsEqual(t, rec.Outputs, outputs)
+		storetest.TensorsEqual(t, rec.Inputs, inputs)
+		storetest.TensorsEqual(t, rec.Outputs, outputs)
 	}
 }
