@@ -109,6 +109,18 @@ func checkCanaryPatch(p understudy.CanaryPatch) error {
 	if p.Window != nil && (*p.Window < 1 || *p.Window > 100_000) {
 		return understudy.Errorf(understudy.EINVALID, "window %d: want 1 to 100000 requests", *p.Window)
 	}
+	if p.Steps != nil {
+		prev := 0.0
+		for _, w := range *p.Steps {
+			if math.IsNaN(w) || w <= prev || w > 1 {
+				return understudy.Errorf(understudy.EINVALID, "steps %v: want weights that rise, each above 0 and at most 1", *p.Steps)
+			}
+			prev = w
+		}
+		if len(*p.Steps) > 0 && (p.StepAfterPairs == nil || *p.StepAfterPairs < 1) {
+			return understudy.Errorf(understudy.EINVALID, "steps need step_after_pairs: how many new pairs each step waits for, at least 1")
+		}
+	}
 	if p.StopOn != nil {
 		for _, c := range *p.StopOn {
 			if !slices.Contains(understudy.StopChecks, c) {
@@ -143,6 +155,20 @@ func (r *Registry) applyCanary(name string, set *Settings, p understudy.CanaryPa
 	}
 	if p.StopOn != nil {
 		c.StopOn = slices.Clone(*p.StopOn)
+	}
+	if p.StepAfterPairs != nil {
+		c.StepAfterPairs = *p.StepAfterPairs
+	}
+	if p.Steps != nil {
+		c.Steps = slices.Clone(*p.Steps)
+		// A rollout starts at its first step, and counts its pairs from
+		// the next look.
+		if len(c.Steps) > 0 {
+			if p.Weight == nil {
+				c.Weight = c.Steps[0]
+			}
+			c.StepPairs = -1
+		}
 	}
 	if c.Mode == understudy.ModeCanary {
 		if r.primary != nil && r.primary.Name == name {
@@ -193,6 +219,32 @@ func (r *Registry) endCanary(name string) {
 			m.SetSettings(set)
 		}
 	}
+}
+
+// StepCanary moves a progressive rollout to weight, its pairs counted
+// from stepPairs; the rollout calls it off the request path.
+func (r *Registry) StepCanary(name string, weight float64, stepPairs int64, actor string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set, ok := r.settings[name]
+	if !ok || set.Canary.Mode != understudy.ModeCanary || set.Canary.Stopped != "" {
+		return understudy.Errorf(understudy.ECONFLICT, "%q is not a running canary", name)
+	}
+	moved := set.Canary.Weight != weight
+	set.Canary.Weight, set.Canary.StepPairs = weight, stepPairs
+	r.settings[name] = set
+	for _, m := range r.models {
+		if m.Name == name {
+			m.SetSettings(set)
+		}
+	}
+	if moved {
+		detail := fmt.Sprintf("rollout step: weight %v", weight)
+		r.Log.Warn().Str("model", name).Str("actor", actor).Msg(detail)
+		r.event(understudy.EventSettings, name, "", actor, detail)
+	}
+	r.deployed()
+	return nil
 }
 
 // AcquireCanary returns the canary now taking a share of traffic, acquired,

@@ -49,6 +49,14 @@ type CanarySettings struct {
 	// errors, accuracy) whose failure stops the canary too, once the
 	// verdict has its minimum of pairs.
 	StopOn []string `json:"stop_on,omitempty"`
+	// Steps are the weights of a progressive rollout, ascending: after
+	// StepAfterPairs new pairs at one step with the verdict ready, the
+	// weight moves to the next, and after the last the canary is promoted.
+	Steps          []float64 `json:"steps,omitempty"`
+	StepAfterPairs int64     `json:"step_after_pairs,omitempty"`
+	// StepPairs is the canary's count of pairs when its current step
+	// began; -1 until the rollout has read it.
+	StepPairs int64 `json:"step_pairs,omitempty"`
 	// Stopped is why the guard stopped the canary; it holds, with the
 	// weight at 0, until an admin sets a weight again.
 	Stopped string `json:"stopped,omitempty"`
@@ -64,11 +72,14 @@ type CanaryPatch struct {
 	MaxErrorRate *float64  `json:"max_error_rate"`
 	Window       *int      `json:"window"`
 	StopOn       *[]string `json:"stop_on"`
+	// Steps and StepAfterPairs start a progressive rollout.
+	Steps          *[]float64 `json:"steps"`
+	StepAfterPairs *int64     `json:"step_after_pairs"`
 }
 
 // Empty reports whether the patch changes nothing.
 func (p CanaryPatch) Empty() bool {
-	return p.Mode == nil && p.Weight == nil && p.MaxErrorRate == nil && p.Window == nil && p.StopOn == nil
+	return p.Mode == nil && p.Weight == nil && p.MaxErrorRate == nil && p.Window == nil && p.StopOn == nil && p.Steps == nil && p.StepAfterPairs == nil
 }
 
 // CanaryInfo is a canary's settings and counts since it was loaded, for
