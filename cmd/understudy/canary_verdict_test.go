@@ -41,16 +41,17 @@ func TestCanaryStopsOnItsVerdict(t *testing.T) {
 	if c.Weight != 0 || !strings.Contains(c.Stopped, "agreement check failed") {
 		t.Errorf("canary after the stop: %+v, want weight 0 and the agreement check as the reason", c)
 	}
-	r := testRequest(t, "GET", m.URL()+"/events?model=iris-v2", nil)
-	var evs struct {
-		Events []struct{ Kind, Actor string }
-	}
-	if err := json.Unmarshal(r.Body, &evs); err != nil {
-		t.Fatal(err)
-	}
+	// Events reach the store off the registry's lock, a moment later.
+	var evs struct{ Events []struct{ Kind, Actor string } }
 	found := false
-	for _, ev := range evs.Events {
-		found = found || ev.Kind == "canary_stopped" && ev.Actor == "verdict"
+	for deadline := time.Now().Add(5 * time.Second); !found && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		r := testRequest(t, "GET", m.URL()+"/events?model=iris-v2", nil)
+		if err := json.Unmarshal(r.Body, &evs); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs.Events {
+			found = found || ev.Kind == "canary_stopped" && ev.Actor == "verdict"
+		}
 	}
 	if !found {
 		t.Errorf("no canary_stopped event by the verdict: %+v", evs.Events)
