@@ -42,7 +42,9 @@ func TestCanaryStopsOnItsVerdict(t *testing.T) {
 		t.Errorf("canary after the stop: %+v, want weight 0 and the agreement check as the reason", c)
 	}
 	// Events reach the store off the registry's lock, a moment later.
-	var evs struct{ Events []struct{ Kind, Actor string } }
+	var evs struct {
+		Events []struct{ Kind, Actor string }
+	}
 	found := false
 	for deadline := time.Now().Add(5 * time.Second); !found && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		r := testRequest(t, "GET", m.URL()+"/events?model=iris-v2", nil)
