@@ -248,11 +248,13 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	if c.ShadowNice < 0 || c.ShadowNice > 19 {
 		return fmt.Errorf("--shadow-nice %d: want 0 to 19", c.ShadowNice)
 	}
-	log, err := newLogger(c.LogFormat, c.LogLevel, stderr)
+	buffered := newLogBuffer(stderr)
+	log, err := newLogger(c.LogFormat, c.LogLevel, buffered)
 	if err != nil {
+		buffered.Close()
 		return err
 	}
-	m.Log = log
+	m.Log, m.logBuffer = log, buffered
 	return nil
 }
 

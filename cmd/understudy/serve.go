@@ -37,6 +37,8 @@ import (
 type Main struct {
 	Config Config
 	Log    zerolog.Logger
+	// logBuffer batches the log's info lines; Close writes what is left.
+	logBuffer *logBuffer
 	// CanaryCheckEvery is how often a canary's verdict is checked for its
 	// stop_on checks (0: every 10s); tests make it short.
 	CanaryCheckEvery time.Duration
@@ -429,6 +431,9 @@ func (m *Main) Close() error {
 		m.Log.Warn().Int64("lost_rows", lost).Msg("shut down; some rows could not be stored")
 	case len(errs) == 0:
 		m.Log.Info().Msg("shut down cleanly")
+	}
+	if m.logBuffer != nil {
+		m.logBuffer.Close()
 	}
 	return errors.Join(errs...)
 }
