@@ -36,19 +36,24 @@ func (m *Main) guardCanary(ctx context.Context) {
 		}
 		for _, info := range m.reg.List() {
 			c := info.Canary
-			if c == nil || c.Mode != understudy.ModeCanary || c.Weight <= 0 || info.Role != understudy.RoleShadow {
+			if c == nil || c.Mode != understudy.ModeCanary || c.Weight <= 0 || info.Role != understudy.RoleShadow ||
+				len(c.StopOn)+len(c.Steps) == 0 {
 				continue
 			}
-			if len(c.StopOn) > 0 {
-				if reason := m.failedCheck(ctx, info, c.StopOn); reason != "" {
-					if err := m.reg.StopCanary(info.Name, reason, "verdict"); err != nil {
-						m.Log.Error().Err(err).Str("model", info.Name).Msg("could not stop the canary on its verdict")
-					}
-					continue
+			// One verdict of the last hour serves both the stop and the
+			// rollout.
+			recent, ok := m.canaryReport(ctx, info, "1h")
+			if !ok {
+				continue
+			}
+			if reason := failedCheck(recent, c.StopOn); reason != "" {
+				if err := m.reg.StopCanary(info.Name, reason, "verdict"); err != nil {
+					m.Log.Error().Err(err).Str("model", info.Name).Msg("could not stop the canary on its verdict")
 				}
+				continue
 			}
 			if len(c.Steps) > 0 {
-				m.rollout(ctx, info, c.CanarySettings)
+				m.rollout(ctx, info, c.CanarySettings, recent)
 			}
 		}
 	}
@@ -58,7 +63,7 @@ func (m *Main) guardCanary(ctx context.Context) {
 // StepAfterPairs new pairs with the verdict ready, to the next weight, and
 // after the last step to the primary, through the same atomic promote an
 // admin uses. A verdict that is not ready holds the step.
-func (m *Main) rollout(ctx context.Context, info understudy.ModelInfo, c understudy.CanarySettings) {
+func (m *Main) rollout(ctx context.Context, info understudy.ModelInfo, c understudy.CanarySettings, recent *report.Report) {
 	rep, ok := m.canaryReport(ctx, info, "all")
 	if !ok {
 		return
@@ -71,8 +76,7 @@ func (m *Main) rollout(ctx context.Context, info understudy.ModelInfo, c underst
 	if pairs-c.StepPairs < c.StepAfterPairs {
 		return
 	}
-	recent, ok := m.canaryReport(ctx, info, "1h")
-	if !ok || !recent.Shadows[0].Verdict.Ready {
+	if !recent.Shadows[0].Verdict.Ready {
 		return
 	}
 	i := slices.Index(c.Steps, c.Weight)
@@ -100,14 +104,9 @@ func (m *Main) canaryReport(ctx context.Context, info understudy.ModelInfo, wind
 	return rep, true
 }
 
-// failedCheck returns why the canary's verdict over the last hour fails
-// one of the named checks, or "" when none does or the verdict has too few
-// pairs to judge.
-func (m *Main) failedCheck(ctx context.Context, info understudy.ModelInfo, stopOn []string) string {
-	rep, ok := m.canaryReport(ctx, info, "1h")
-	if !ok {
-		return ""
-	}
+// failedCheck returns why a canary's verdict fails one of the named
+// checks, or "" when none does or the verdict has too few pairs to judge.
+func failedCheck(rep *report.Report, stopOn []string) string {
 	v := rep.Shadows[0].Verdict
 	for _, ch := range v.Checks {
 		// Too few pairs: the other checks say nothing yet.
