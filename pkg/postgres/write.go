@@ -99,7 +99,7 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 	in := store.EncodeTensors(p.Inputs)
 	sum := sha256.Sum256(in)
 	r := &predRow{
-		servedBy:     servedBy(p.ServedBy),
+		servedBy:     text(understudy.StoredServedBy(p.ServedBy)),
 		id:           text(p.ID),
 		model:        text(p.Model),
 		version:      text(p.Version),
@@ -132,7 +132,7 @@ func (db *DB) WriteShadowResult(s *understudy.ShadowResult) {
 func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	c := &s.Compare
 	r := &shadowRow{
-		servedBy:       servedBy(s.ServedBy),
+		servedBy:       text(understudy.StoredServedBy(s.ServedBy)),
 		id:             text(s.RequestID),
 		shadow:         text(s.Shadow),
 		version:        text(s.Version),
@@ -275,13 +275,4 @@ func (db *DB) Flush(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// servedBy is who answered a request as stored: "" means the primary, as
-// for every request not routed to a canary.
-func servedBy(s string) string {
-	if s == "" {
-		return understudy.ServedPrimary
-	}
-	return text(s)
 }

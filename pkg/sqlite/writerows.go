@@ -58,7 +58,7 @@ type skipRow struct {
 
 func (db *DB) predRow(p *understudy.Prediction) *predRow {
 	r := &predRow{
-		servedBy:  servedBy(p.ServedBy),
+		servedBy:  understudy.StoredServedBy(p.ServedBy),
 		id:        p.ID,
 		model:     p.Model,
 		version:   p.Version,
@@ -105,7 +105,7 @@ func bytesString(b []byte) string {
 func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	c := &s.Compare
 	r := &shadowRow{
-		servedBy:       servedBy(s.ServedBy),
+		servedBy:       understudy.StoredServedBy(s.ServedBy),
 		id:             s.RequestID,
 		shadow:         s.Shadow,
 		version:        s.Version,
@@ -164,13 +164,4 @@ func nullInt(i *int64) sql.NullInt64 {
 		return sql.NullInt64{}
 	}
 	return sql.NullInt64{Int64: *i, Valid: true}
-}
-
-// servedBy is who answered a request as stored: "" means the primary, as
-// for every request not routed to a canary.
-func servedBy(s string) string {
-	if s == "" {
-		return understudy.ServedPrimary
-	}
-	return s
 }

@@ -129,3 +129,12 @@ func KeyFraction(key string) float64 {
 	x ^= x >> 33
 	return float64(x>>11) / (1 << 53)
 }
+
+// StoredServedBy is who answered a request as the stores record it: ""
+// means the primary, as for every request not routed to a canary.
+func StoredServedBy(s string) string {
+	if s == "" {
+		return ServedPrimary
+	}
+	return s
+}
