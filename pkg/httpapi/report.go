@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -70,7 +71,7 @@ func (s *Server) reportRoutes(r chi.Router) {
 	})
 }
 
-// parseReportQuery reads window, shadow, version and tolerance.
+// parseReportQuery reads window, shadow, version, tolerance and origin.
 func parseReportQuery(v url.Values) (report.Query, error) {
 	q := report.Query{Window: v.Get("window"), Shadow: v.Get("shadow"), Version: v.Get("version"), Tolerance: report.DefaultTolerance}
 	if q.Window == "" {
@@ -78,6 +79,10 @@ func parseReportQuery(v url.Values) (report.Query, error) {
 	}
 	if _, ok := report.Windows[q.Window]; !ok {
 		return q, understudy.Errorf(understudy.EINVALID, "window %q: want one of %s", clipText(q.Window, 40), strings.Join(report.WindowNames, ", "))
+	}
+	var err error
+	if q.Origin, err = parseOrigin(v); err != nil {
+		return q, err
 	}
 	if t := v.Get("tolerance"); t != "" {
 		f, err := parseTolerance(t)
@@ -90,6 +95,16 @@ func parseReportQuery(v url.Values) (report.Query, error) {
 		return q, err
 	}
 	return q, checkName("version", q.Version)
+}
+
+// parseOrigin reads the origin filter; "" (absent) is all, which the
+// report fills in.
+func parseOrigin(v url.Values) (string, error) {
+	o := v.Get("origin")
+	if o != "" && !slices.Contains(report.OriginNames, o) {
+		return "", understudy.Errorf(understudy.EINVALID, "origin %q: want one of %s", clipText(o, 40), strings.Join(report.OriginNames, ", "))
+	}
+	return o, nil
 }
 
 func parseTolerance(t string) (float64, error) {

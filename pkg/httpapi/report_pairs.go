@@ -37,6 +37,12 @@ func (s *Server) handlePairs(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	origin, err := parseOrigin(v)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	f.Origin = origin
 	for name, dst := range map[string]*bool{"disagree": &f.DisagreeOnly, "largest": &f.Largest} {
 		if d := v.Get(name); d != "" {
 			b, err := strconv.ParseBool(d)
@@ -118,6 +124,9 @@ func csvName(f report.PairFilter, now time.Time) string {
 	}
 	if f.Largest {
 		parts = append(parts, "largest")
+	}
+	if f.Origin != "" && f.Origin != report.OriginAll {
+		parts = append(parts, f.Origin)
 	}
 	parts = append(parts, now.UTC().Format("20060102T150405Z"))
 	name := strings.Map(func(r rune) rune {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -25,8 +26,8 @@ type reportView struct {
 	R       *report.Report
 	Query   report.Query
 	Windows []navLink
-	// ShadowOptions and VersionOptions fill the selector.
-	ShadowOptions, VersionOptions []option
+	// ShadowOptions, VersionOptions and OriginOptions fill the selector.
+	ShadowOptions, VersionOptions, OriginOptions []option
 	// Tolerance is the tolerance field's value: empty unless the URL gave one.
 	Tolerance string
 	Cards     []shadowCard
@@ -63,15 +64,45 @@ type shadowCard struct {
 	Latest         []pairRow
 	Largest        []pairRow
 	SampledOutRate float64
-	RatioP95       float64
-	CSVHref        string
-	AdminEnabled   bool
+	// BackfillRate and PendingRate are shares of the offered jobs, like
+	// the other rates of the traffic panel.
+	BackfillRate, PendingRate float64
+	// DropReasons break Dropped down, largest first.
+	DropReasons []dropReason
+	// OriginFilter is the query's origin filter, which the comparison's
+	// figures follow.
+	OriginFilter string
+	RatioP95     float64
+	CSVHref      string
+	AdminEnabled bool
 }
 
 // pairsTable is one table of disagreements.
 type pairsTable struct {
 	Title, Class string
 	Rows         []pairRow
+}
+
+type dropReason struct {
+	Reason, Label string
+	N             int64
+}
+
+// dropLabels say what each reason of a drop means on the page.
+var dropLabels = map[string]string{
+	understudy.DropShed:        "shed, no backlog",
+	understudy.DropBacklogFull: "backlog full",
+	understudy.DropNoInputs:    "inputs not stored",
+	understudy.DropExpired:     "expired in the backlog",
+	understudy.DropUnloaded:    "shadow unloaded",
+}
+
+// originLabels name the origin filter's choices.
+var originLabels = map[string]string{
+	report.OriginAll:          "all pairs",
+	understudy.OriginLive:     "live",
+	understudy.OriginBackfill: "backfilled",
+	understudy.OriginBacktest: "backtested",
 }
 
 type pairRow struct {
@@ -105,6 +136,9 @@ func (s *Server) reportView(r *http.Request, rep *report.Report) reportView {
 	if q.Window == "" {
 		q.Window = "1h"
 	}
+	if q.Origin == "" {
+		q.Origin = report.OriginAll
+	}
 	v := reportView{
 		Title:        "Understudy report",
 		R:            rep,
@@ -119,7 +153,7 @@ func (s *Server) reportView(r *http.Request, rep *report.Report) reportView {
 	// link keeps the other selections and changes one.
 	link := func(path string, set map[string]string) string {
 		p := url.Values{}
-		for _, k := range []string{"window", "shadow", "version", "tolerance"} {
+		for _, k := range []string{"window", "shadow", "version", "tolerance", "origin"} {
 			if in.Get(k) != "" {
 				p.Set(k, in.Get(k))
 			}
@@ -141,6 +175,9 @@ func (s *Server) reportView(r *http.Request, rep *report.Report) reportView {
 	}
 	v.JSONHref = link("/api/report", nil)
 
+	for _, o := range report.OriginNames {
+		v.OriginOptions = append(v.OriginOptions, option{Value: o, Label: originLabels[o], Selected: o == q.Origin})
+	}
 	v.ShadowOptions = []option{{Value: "", Label: "all shadows", Selected: q.Shadow == ""}}
 	v.VersionOptions = []option{{Value: "", Label: "all versions", Selected: q.Version == ""}}
 	seenName, seenVersion := map[string]bool{}, map[string]bool{}
@@ -169,15 +206,19 @@ func (s *Server) reportView(r *http.Request, rep *report.Report) reportView {
 			ShadowReport:   sr,
 			Key:            fmt.Sprintf("shadow-%d", i),
 			AgreementChart: agreementChart(fmt.Sprintf("chart-agreement-%d", i), label, sr.Classification == nil && sr.Regression != nil, sr.Charts.Agreement, rep.Thresholds.MinAgreement),
-			LatencyChart:   latencyChart(fmt.Sprintf("chart-latency-%d", i), "p50 latency of the primary and "+label+" over time", sr.Charts.Latency),
+			LatencyChart:   latencyChart(fmt.Sprintf("chart-latency-%d", i), "p50 latency of the primary and "+label+" over time, "+latencyPairs(sr)+" pairs", sr.Charts.Latency),
 			DiffChart:      diffChart(fmt.Sprintf("chart-diff-%d", i), "Histogram of the largest absolute output difference per pair, "+label, sr.Charts.DiffHist),
 			RatioP95:       safeRatio(sr.Latency.ShadowP95, sr.Latency.PrimaryP95),
 			AdminEnabled:   v.AdminEnabled,
 			CSVHref:        pairsHref(sr, q),
+			OriginFilter:   q.Origin,
 		}
-		if sr.Traffic.Offered > 0 {
-			c.SampledOutRate = float64(sr.Traffic.SampledOut) / float64(sr.Traffic.Offered)
+		if t := &sr.Traffic; t.Offered > 0 {
+			c.SampledOutRate = float64(t.SampledOut) / float64(t.Offered)
+			c.BackfillRate = float64(t.Backfill) / float64(t.Offered)
+			c.PendingRate = float64(t.Pending) / float64(t.Offered)
 		}
+		c.DropReasons = dropReasons(sr.Traffic.DropReasons)
 		if cl := sr.Classification; cl != nil && len(cl.Classes) > 0 {
 			c.Confusion = newConfusion(cl)
 		}
@@ -191,9 +232,38 @@ func (s *Server) reportView(r *http.Request, rep *report.Report) reportView {
 	return v
 }
 
-// pairsHref links the CSV of a shadow's disagreements in the window.
+// latencyPairs names the origin of the latency figures: live unless an
+// offline report asked otherwise.
+func latencyPairs(sr *report.ShadowReport) string {
+	if sr.Latency.Origin == "" {
+		return understudy.OriginLive
+	}
+	return sr.Latency.Origin
+}
+
+// dropReasons lists the reasons of drops, largest first, then by name.
+func dropReasons(m map[string]int64) []dropReason {
+	var out []dropReason
+	for reason, n := range m {
+		label := dropLabels[reason]
+		if label == "" {
+			label = strings.ReplaceAll(reason, "_", " ")
+		}
+		out = append(out, dropReason{Reason: reason, Label: label, N: n})
+	}
+	slices.SortFunc(out, func(a, b dropReason) int {
+		return cmp.Or(cmp.Compare(b.N, a.N), strings.Compare(a.Reason, b.Reason))
+	})
+	return out
+}
+
+// pairsHref links the CSV of a shadow's disagreements in the window, of
+// the origins the card shows.
 func pairsHref(sr *report.ShadowReport, q report.Query) string {
 	v := url.Values{"shadow": {sr.Name}, "version": {sr.Version}, "disagree": {"true"}, "window": {q.Window}, "format": {"csv"}}
+	if q.Origin != "" && q.Origin != report.OriginAll {
+		v.Set("origin", q.Origin)
+	}
 	if q.Tolerance != report.DefaultTolerance {
 		v.Set("tolerance", strconv.FormatFloat(q.Tolerance, 'g', -1, 64))
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/understudy-ml/understudy/internal/pgtest"
 	"github.com/understudy-ml/understudy/pkg/postgres"
 	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // These tests stop and start the cluster's server (pgtest.Lock keeps the
@@ -47,6 +48,13 @@ func TestOutageBuffersAndRecovers(t *testing.T) {
 	spent := writePairs(db, "during-", 50, at.Add(time.Hour))
 	msg := waitDegraded(t, db)
 	spent += writePairs(db, "during-more-", 450, at.Add(2*time.Hour))
+	// The backlog's writes are buffered like the rest.
+	start := time.Now()
+	for i := range 10 {
+		db.Defer(understudy.DeferredJob{RequestID: fmt.Sprint("during-", i), Shadow: "iris-v2", Version: "ba9876543210", Time: at.Add(time.Hour)})
+	}
+	db.CountDrops("iris-v2", "ba9876543210", at, understudy.DropBacklogFull, 5)
+	spent += time.Since(start)
 	if spent > 2*time.Second {
 		t.Errorf("handing over 500 pairs while the server is down took %v: writes must never block", spent)
 	}
@@ -69,18 +77,23 @@ func TestOutageBuffersAndRecovers(t *testing.T) {
 		t.Errorf("Degraded() = %q after the server is back and the rows are flushed", got)
 	}
 	st := db.Stats()
-	for name, ts := range map[string]int64{"predictions": st.Predictions.Written, "shadow results": st.ShadowResults.Written, "skips": st.Skips.Written} {
+	for name, ts := range map[string]int64{"predictions": st.Predictions.Written, "shadow results": st.ShadowResults.Written, "skips": st.Skips.Written - 11} {
 		if ts != 800 {
 			t.Errorf("%s written = %d, want 800", name, ts)
 		}
+	}
+	if n, err := db.PendingJobs(context.Background()); n != 10 || err != nil {
+		t.Errorf("PendingJobs = %d, %v; want the 10 deferred while down", n, err)
 	}
 	if lost := st.Predictions.Lost + st.ShadowResults.Lost + st.Skips.Lost; lost != 0 {
 		t.Errorf("%d rows lost, want none: %+v", lost, st)
 	}
 	checkStored(t, url, 800)
 	var skips int64
-	if err := conn(t, url).QueryRow(context.Background(), `SELECT sum(sampled_out) FROM shadow_skips`).Scan(&skips); err != nil || skips != 800 {
-		t.Errorf("skips stored %d, %v; want 800", skips, err)
+	var deferred, dropped int64
+	if err := conn(t, url).QueryRow(context.Background(), `SELECT sum(sampled_out), sum(deferred), sum(dropped) FROM shadow_skips`).
+		Scan(&skips, &deferred, &dropped); err != nil || skips != 800 || deferred != 10 || dropped != 5 {
+		t.Errorf("skips stored %d, deferred %d, dropped %d, %v; want 800, 10, 5", skips, deferred, dropped, err)
 	}
 }
 

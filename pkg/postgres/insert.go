@@ -1,10 +1,8 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,26 +29,19 @@ const insertPredictions = `INSERT INTO predictions (request_id, time_us, model, 
 
 const insertShadows = `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs,
 		latency_us, status, error, agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, replica, served_by)
+		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, replica, served_by, origin)
 	SELECT request_id, time_us, shadow, version, primary_model, primary_version, outputs,
 		latency_us, status, error, agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, $23, served_by
+		sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, $23, served_by, origin
 	FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 		$8::bigint[], $9::text[], $10::text[], $11::float8[], $12::bigint[], $13::bigint[], $14::float8[], $15::float8[], $16::text[],
-		$17::float8[], $18::bigint[], $19::float8[], $20::float8[], $21::bigint[], $22::bigint[], $24::text[])
+		$17::float8[], $18::bigint[], $19::float8[], $20::float8[], $21::bigint[], $22::bigint[], $24::text[], $25::text[])
 		WITH ORDINALITY AS r(request_id, time_us, shadow, version, primary_model, primary_version, outputs,
 			latency_us, status, error, agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-			sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, ord)
+			sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, origin, ord)
 	ORDER BY ord
 	ON CONFLICT (request_id, shadow, version) DO NOTHING
 	RETURNING request_id, shadow, version`
-
-// upsertSkips adds the batch's skip counts, summed per key and sorted, so
-// that concurrent writers lock the rows in the same order.
-const upsertSkips = `INSERT INTO shadow_skips AS t (shadow, version, minute, sampled_out, dropped)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-	ON CONFLICT (shadow, version, minute) DO UPDATE SET
-		sampled_out = t.sampled_out + EXCLUDED.sampled_out, dropped = t.dropped + EXCLUDED.dropped`
 
 // exec writes b in one transaction and counts its rows into n.
 func (db *DB) exec(ctx context.Context, b *batch, n *batchCounts) error {
@@ -71,22 +62,8 @@ func (db *DB) exec(ctx context.Context, b *batch, n *batchCounts) error {
 			return err
 		}
 	}
-	if len(b.skips) > 0 {
-		keys := sortedKeys(b.skips, func(a, b skipKey) int {
-			return cmp.Or(strings.Compare(a.shadow, b.shadow), strings.Compare(a.version, b.version), cmp.Compare(a.minute, b.minute))
-		})
-		var c struct {
-			shadow, version       []string
-			minute, sampled, drop []int64
-		}
-		for _, k := range keys {
-			r := b.skips[k]
-			c.shadow, c.version, c.minute = append(c.shadow, k.shadow), append(c.version, k.version), append(c.minute, k.minute)
-			c.sampled, c.drop = append(c.sampled, r.sampledOut), append(c.drop, r.dropped)
-		}
-		if _, err := tx.Exec(ctx, upsertSkips, c.shadow, c.version, c.minute, c.sampled, c.drop); err != nil {
-			return fmt.Errorf("upsert skips: %w", err)
-		}
+	if err := db.writeHistory(ctx, tx, b, n); err != nil {
+		return err
 	}
 	if err := writeRollups(ctx, tx, ru); err != nil {
 		return err
@@ -148,9 +125,10 @@ func (db *DB) insertShadows(ctx context.Context, tx pgx.Tx, rows []*shadowRow, r
 		primaryScore, shadowScore                    = make([]*float64, k), make([]*float64, k)
 		primaryClass, shadowClass, elements          = make([]*int64, k), make([]*int64, k), make([]*int64, k)
 		cpu, primaryLatency                          = make([]*int64, k), make([]*int64, k)
-		served                                       = make([]string, k)
+		served, origin                               = make([]string, k), make([]string, k)
 	)
 	for i, r := range rows {
+		origin[i] = r.origin
 		id[i], shadow[i], version[i], primary[i], primaryVersion[i] = r.id, r.shadow, r.version, r.primary, r.primaryVersion
 		status[i], errs[i], comparison[i], outputs[i] = r.status, r.err, r.comparison, r.outputs
 		timeUS[i], latency[i] = r.timeUS, r.latencyUS
@@ -161,7 +139,7 @@ func (db *DB) insertShadows(ctx context.Context, tx pgx.Tx, rows []*shadowRow, r
 	}
 	res, err := tx.Query(ctx, insertShadows, id, timeUS, shadow, version, primary, primaryVersion, outputs,
 		latency, status, errs, agreement, primaryClass, shadowClass, maxAbs, meanAbs, comparison,
-		sumSq, elements, primaryScore, shadowScore, cpu, primaryLatency, db.opts.Replica, served)
+		sumSq, elements, primaryScore, shadowScore, cpu, primaryLatency, db.opts.Replica, served, origin)
 	if err != nil {
 		return fmt.Errorf("insert shadow results: %w", err)
 	}

@@ -28,7 +28,7 @@ func (s *snapshot) Pairs(ctx context.Context, f store.PairFilter) ([]store.PairR
 // of time are broken by id, which increases in storage order.
 func (s *snapshot) PairKeys(ctx context.Context, f store.PairFilter, lo, hi int64, limit int) ([]rollup.PairKey, error) {
 	var a args
-	where := shadowWhere(&a, f.Shadow, f.Version)
+	where := s.shadowWhere(&a, f.Shadow, f.Version)
 	where += "time_us >= " + a.add(lo) + " AND time_us < " + a.add(hi)
 	if f.DisagreeOnly {
 		where += " AND (status <> 'ok' OR agreement < 1 OR (agreement IS NULL AND max_abs_diff > " + a.add(f.Tolerance) + "))"
@@ -56,7 +56,7 @@ func (s *snapshot) PairRollups(ctx context.Context, f store.PairFilter, span, lo
 		n      []int64
 		encBuf []byte
 	)
-	where := shadowWhere(&a, f.Shadow, f.Version)
+	where := s.shadowWhere(&a, f.Shadow, f.Version)
 	// The histogram is only needed for pairs without a class output.
 	q := `SELECT start, disagree_pairs + errors + timeouts, ok - class_pairs, float_pairs, max_abs,
 			CASE WHEN ok > class_pairs THEN (SELECT array_agg(bucket ORDER BY bucket) FROM shadow_rollup_buckets b WHERE b.rollup_id = r.id AND b.kind = 0) END,
@@ -87,12 +87,12 @@ func (s *snapshot) pairRecords(ctx context.Context, keys []rollup.PairKey) ([]st
 	)
 	err := s.each(ctx, `SELECT s.id, s.request_id, s.time_us, s.shadow, s.version, s.primary_model, s.primary_version,
 			s.status, coalesce(s.error, ''), s.primary_class, s.shadow_class, s.agreement, s.max_abs_diff,
-			s.latency_us, s.primary_latency_us, p.label, coalesce(p.inputs, ''), coalesce(p.outputs, ''), coalesce(s.outputs, '')
+			s.latency_us, s.primary_latency_us, p.label, coalesce(p.inputs, ''), coalesce(p.outputs, ''), coalesce(s.outputs, ''), s.origin
 		FROM shadow_results s LEFT JOIN predictions p ON p.request_id = s.request_id
 		WHERE s.id = ANY($1)`, args{ids},
 		[]any{&id, &r.RequestID, &timeUS, &r.Shadow, &r.Version, &r.PrimaryModel, &r.PrimaryVersion,
 			&r.Status, &r.Error, &r.PrimaryClass, &r.ShadowClass, &r.Agreement, &r.MaxAbsDiff, &latencyUS, &platency, &r.Label,
-			&r.Inputs, &r.PrimaryOutputs, &r.ShadowOutputs}, func() error {
+			&r.Inputs, &r.PrimaryOutputs, &r.ShadowOutputs, &r.Origin}, func() error {
 			r.Time = time.UnixMicro(timeUS)
 			r.Latency = time.Duration(latencyUS) * time.Microsecond
 			r.PrimaryLatency = nil
@@ -149,11 +149,12 @@ func (s *snapshot) Request(ctx context.Context, requestID string) (*store.Stored
 		cpu      *int64
 		cmp      []byte
 	)
+	a := args{requestID}
 	err = s.each(ctx, `SELECT time_us, shadow, version, primary_model, primary_version, coalesce(outputs, ''),
-			latency_us, primary_latency_us, cpu_us, status, coalesce(error, ''), comparison
-		FROM shadow_results WHERE request_id = $1 ORDER BY shadow, version`, args{requestID},
+			latency_us, primary_latency_us, cpu_us, status, coalesce(error, ''), comparison, origin
+		FROM shadow_results WHERE `+s.originWhere(&a, "")+`request_id = $1 ORDER BY shadow, version`, a,
 		[]any{&timeUS, &r.Shadow, &r.Version, &r.PrimaryModel, &r.PrimaryVersion, &r.Outputs,
-			&latencyUS, &platency, &cpu, &r.Status, &r.Error, &cmp}, func() error {
+			&latencyUS, &platency, &cpu, &r.Status, &r.Error, &cmp, &r.Origin}, func() error {
 			v := r
 			v.Time = time.UnixMicro(timeUS)
 			v.Latency = time.Duration(latencyUS) * time.Microsecond

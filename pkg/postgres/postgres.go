@@ -19,8 +19,10 @@
 // the writer queues; writer.go batches and retries; faults.go is the
 // buffer and the health while PostgreSQL is unreachable; insert.go and
 // rollup.go hold the SQL of a batch; read.go and pairs.go the snapshot;
-// lifecycle.go labels, models, events and the deployment; watch.go the
-// deployment watcher; retention.go retention.
+// history.go the backlog's and the drops' writes (understudy.History),
+// backlog.go their reads and the stored inputs; lifecycle.go labels,
+// models, events and the deployment; watch.go the deployment watcher;
+// retention.go retention.
 package postgres
 
 import (

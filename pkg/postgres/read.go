@@ -20,8 +20,14 @@ import (
 // connection: every query through it sees the state of its first query,
 // and none of them blocks a writer. The rollup reads hand store/rollup the
 // query of one span; it covers the window and adds the rows up.
+//
+// origin, when set, restricts every read of shadow rows and their rollups
+// to that origin (store.Snapshot.Origin); a view shares its transaction
+// with the snapshot it came from, which alone closes it.
 type snapshot struct {
-	tx pgx.Tx
+	tx     pgx.Tx
+	origin string
+	view   bool
 }
 
 var _ store.Snapshot = (*snapshot)(nil)
@@ -35,8 +41,16 @@ func (db *DB) Snapshot(ctx context.Context) (store.Snapshot, error) {
 	return &snapshot{tx: tx}, nil
 }
 
-// Close ends the snapshot.
+// Origin implements store.Snapshot.
+func (s *snapshot) Origin(o string) store.Snapshot {
+	return &snapshot{tx: s.tx, origin: o, view: true}
+}
+
+// Close ends the snapshot; closing a view does nothing.
 func (s *snapshot) Close() error {
+	if s.view {
+		return nil
+	}
 	if err := s.tx.Rollback(context.Background()); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
 		return err
 	}
@@ -52,9 +66,11 @@ func (a *args) add(v any) string {
 }
 
 // shadowWhere returns the conditions selecting a shadow and version, each
-// only when given, ending in AND so that more can follow.
-func shadowWhere(a *args, shadow, version string) string {
+// only when given, and the snapshot's origin, ending in AND so that more
+// can follow. Every table it is used on has those columns.
+func (s *snapshot) shadowWhere(a *args, shadow, version string) string {
 	var w strings.Builder
+	w.WriteString(s.originWhere(a, ""))
 	if shadow != "" {
 		w.WriteString("shadow = " + a.add(shadow) + " AND ")
 	}
@@ -62,6 +78,18 @@ func shadowWhere(a *args, shadow, version string) string {
 		w.WriteString("version = " + a.add(version) + " AND ")
 	}
 	return w.String()
+}
+
+// originWhere returns the condition selecting the snapshot's origin in
+// the table of alias ("" for none), ending in AND; "" when it has none.
+func (s *snapshot) originWhere(a *args, alias string) string {
+	if s.origin == "" {
+		return ""
+	}
+	if alias != "" {
+		alias += "."
+	}
+	return alias + "origin = " + a.add(s.origin) + " AND "
 }
 
 // each runs query and calls f with its rows, scanned into dest.
@@ -105,13 +133,22 @@ func (s *snapshot) primaryRollups(ctx context.Context, seg rollup.Segment, fn fu
 // ShadowVersions implements store.Snapshot.
 func (s *snapshot) ShadowVersions(ctx context.Context) ([]understudy.ModelRef, error) {
 	// Skip from one (shadow, version) to the next along the primary key
-	// instead of reading every rollup row.
+	// instead of reading every rollup row. A version has rollups of an
+	// origin if it has a day's: every row is counted at every span, and
+	// retention deletes the days last. Its days are few and the primary
+	// key's prefix finds them.
+	var a args
+	where := ""
+	if s.origin != "" {
+		where = `WHERE EXISTS (SELECT 1 FROM shadow_rollups r WHERE r.shadow = v.shadow AND r.version = v.version
+			AND r.span = ` + a.add(rollup.Day) + ` AND r.origin = ` + a.add(s.origin) + `)`
+	}
 	rows, err := s.tx.Query(ctx, `WITH RECURSIVE v(shadow, version) AS (
 			(SELECT shadow, version FROM shadow_rollups ORDER BY shadow, version LIMIT 1)
 			UNION ALL
 			SELECT n.shadow, n.version FROM v, LATERAL (SELECT m.shadow, m.version FROM shadow_rollups m
 				WHERE (m.shadow, m.version) > (v.shadow, v.version) ORDER BY m.shadow, m.version LIMIT 1) n)
-		SELECT shadow, version FROM v`)
+		SELECT shadow, version FROM v `+where, a...)
 	if err != nil {
 		return nil, fmt.Errorf("read shadow versions: %w", err)
 	}
@@ -126,7 +163,7 @@ func (s *snapshot) ShadowVersions(ctx context.Context) ([]understudy.ModelRef, e
 // ShadowSpan implements store.Snapshot.
 func (s *snapshot) ShadowSpan(ctx context.Context, shadow, version string) (first time.Time, ok bool, err error) {
 	var a args
-	where := shadowWhere(&a, shadow, version)
+	where := s.shadowWhere(&a, shadow, version)
 	var m *int64
 	if err := s.tx.QueryRow(ctx, `SELECT min(start) FROM shadow_rollups WHERE `+where+`span = 1`, a...).Scan(&m); err != nil {
 		return time.Time{}, false, fmt.Errorf("read shadow span: %w", err)
@@ -209,7 +246,7 @@ func (s *snapshot) shadowRollups(ctx context.Context, shadow, version string, se
 		hs   [3][]byte
 		a    args
 	)
-	where := shadowWhere(&a, shadow, version)
+	where := s.shadowWhere(&a, shadow, version)
 	q := `SELECT shadow, version, start, primary_model, primary_version,
 			pairs, ok, errors, timeouts, class_pairs, disagree_pairs, class_rows, agree_rows, float_pairs, elements,
 			sum_abs, sum_sq, max_abs, cpu_us, cpu_runs, h.k, h.i, h.n
@@ -237,21 +274,11 @@ func (s *snapshot) Confusion(ctx context.Context, shadow, version string, from, 
 
 func (s *snapshot) confusionRollups(ctx context.Context, shadow, version string, seg rollup.Segment, fn func(store.ConfusionCell) error) error {
 	var c store.ConfusionCell
+	a := args{shadow, version, seg.Span, seg.Lo, seg.Hi}
 	return s.each(ctx, `SELECT primary_class, shadow_class, sum(n)::bigint FROM confusion_rollups
-		WHERE shadow = $1 AND version = $2 AND span = $3 AND start >= $4 AND start < $5
-		GROUP BY primary_class, shadow_class`, args{shadow, version, seg.Span, seg.Lo, seg.Hi},
+		WHERE `+s.originWhere(&a, "")+`shadow = $1 AND version = $2 AND span = $3 AND start >= $4 AND start < $5
+		GROUP BY primary_class, shadow_class`, a,
 		[]any{&c.Primary, &c.Shadow, &c.N}, func() error { return fn(c) })
-}
-
-// SkipCounts implements store.Snapshot.
-func (s *snapshot) SkipCounts(ctx context.Context, shadow, version string, from, to time.Time) (sampledOut, dropped int64, err error) {
-	lo, hi := rollup.MinuteRange(from, to)
-	err = s.tx.QueryRow(ctx, `SELECT coalesce(sum(sampled_out), 0)::bigint, coalesce(sum(dropped), 0)::bigint FROM shadow_skips
-		WHERE shadow = $1 AND version = $2 AND minute >= $3 AND minute < $4`, shadow, version, lo, hi).Scan(&sampledOut, &dropped)
-	if err != nil {
-		return 0, 0, fmt.Errorf("read skips of %q: %w", shadow, err)
-	}
-	return sampledOut, dropped, nil
 }
 
 // ServedCounts implements store.Snapshot: a canary's answers and its
@@ -312,8 +339,9 @@ func (s *snapshot) PairSamples(ctx context.Context, shadow, version string, from
 		plat *int64
 		diff *float64
 	)
+	a := args{shadow, version, lo, hi}
 	err := s.each(ctx, `SELECT latency_us, primary_latency_us, max_abs_diff FROM shadow_results
-		WHERE shadow = $1 AND version = $2 AND time_us >= $3 AND time_us < $4 AND status = 'ok'`, args{shadow, version, lo, hi},
+		WHERE `+s.originWhere(&a, "")+`shadow = $1 AND version = $2 AND time_us >= $3 AND time_us < $4 AND status = 'ok'`, a,
 		[]any{&lat, &plat, &diff}, func() error {
 			out.Latency = append(out.Latency, float64(lat))
 			if plat != nil {
@@ -334,10 +362,11 @@ func (s *snapshot) PairSamples(ctx context.Context, shadow, version string, from
 func (s *snapshot) Scores(ctx context.Context, shadow, version string, from, to time.Time, limit int) (primary, shadowScores []float64, err error) {
 	lo, hi := rollup.MicroRange(from, to)
 	var p, q float64
+	a := args{shadow, version, lo, hi, limit}
 	err = s.each(ctx, `SELECT primary_score, shadow_score FROM shadow_results
-		WHERE shadow = $1 AND version = $2 AND time_us >= $3 AND time_us < $4 AND status = 'ok'
+		WHERE `+s.originWhere(&a, "")+`shadow = $1 AND version = $2 AND time_us >= $3 AND time_us < $4 AND status = 'ok'
 			AND primary_score IS NOT NULL AND shadow_score IS NOT NULL
-		ORDER BY time_us DESC LIMIT $5`, args{shadow, version, lo, hi, limit}, []any{&p, &q}, func() error {
+		ORDER BY time_us DESC LIMIT $5`, a, []any{&p, &q}, func() error {
 		primary, shadowScores = append(primary, p), append(shadowScores, q)
 		return nil
 	})
@@ -358,6 +387,7 @@ func (s *snapshot) Scores(ctx context.Context, shadow, version string, from, to 
 func (s *snapshot) Accuracy(ctx context.Context, shadow, version string, from, to time.Time) (store.AccuracyCounts, error) {
 	lo, hi := rollup.MicroRange(from, to)
 	var a store.AccuracyCounts
+	q := args{shadow, version, lo, hi}
 	err := s.tx.QueryRow(ctx, `SELECT count(*),
 			count(*) FILTER (WHERE p.label <> round(p.label)),
 			count(*) FILTER (WHERE s.primary_class IS NULL OR s.shadow_class IS NULL),
@@ -373,8 +403,8 @@ func (s *snapshot) Accuracy(ctx context.Context, shadow, version string, from, t
 		FROM (SELECT request_id, label FROM predictions
 			WHERE label IS NOT NULL AND time_us >= $3 AND time_us < $4 OFFSET 0) p,
 		LATERAL (SELECT primary_class, shadow_class, primary_score, shadow_score FROM shadow_results
-			WHERE request_id = p.request_id AND shadow = $1 AND version = $2 AND status = 'ok' LIMIT 1) s`,
-		shadow, version, lo, hi).Scan(&a.Labelled, &a.NonIntegral, &a.NoClass, &a.PrimaryCorrect, &a.ShadowCorrect, &a.B, &a.C,
+			WHERE `+s.originWhere(&q, "")+`request_id = p.request_id AND shadow = $1 AND version = $2 AND status = 'ok' LIMIT 1) s`,
+		q...).Scan(&a.Labelled, &a.NonIntegral, &a.NoClass, &a.PrimaryCorrect, &a.ShadowCorrect, &a.B, &a.C,
 		&a.Scored, &a.PrimaryAbsErr, &a.ShadowAbsErr, &a.PrimaryCloser, &a.ShadowCloser)
 	if err != nil {
 		return a, fmt.Errorf("read accuracy of %q: %w", shadow, err)
@@ -386,9 +416,10 @@ func (s *snapshot) Accuracy(ctx context.Context, shadow, version string, from, t
 func (s *snapshot) OutputNames(ctx context.Context, shadow, version string, from, to time.Time) (class, float string, err error) {
 	lo, hi := rollup.MicroRange(from, to)
 	var raw []byte
+	a := args{shadow, version, lo, hi}
 	err = s.tx.QueryRow(ctx, `SELECT comparison FROM shadow_results
-		WHERE shadow = $1 AND version = $2 AND time_us >= $3 AND time_us < $4 AND status = 'ok'
-		ORDER BY time_us DESC LIMIT 1`, shadow, version, lo, hi).Scan(&raw)
+		WHERE `+s.originWhere(&a, "")+`shadow = $1 AND version = $2 AND time_us >= $3 AND time_us < $4 AND status = 'ok'
+		ORDER BY time_us DESC LIMIT 1`, a...).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && len(raw) == 0) {
 		return "", "", nil
 	} else if err != nil {

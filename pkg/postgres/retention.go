@@ -38,10 +38,11 @@ func (db *DB) retain(ctx context.Context) {
 
 // ApplyRetention implements store.Store: it deletes the predictions and
 // shadow results older than p.Days or older than the newest p.Rows, skip
-// counters older than p.Days, and the rollups that end before what is
-// kept (their buckets go with them: ON DELETE CASCADE). It deletes in
-// chunks, each its own statement, so that no statement holds many locks
-// for long.
+// counters (drops by reason included) older than p.Days, and the rollups
+// that end before what is kept (their buckets go with them: ON DELETE
+// CASCADE). Deferred jobs go with their request's prediction, counted as
+// dropped (understudy.DropNoInputs), not in deleted. It deletes in chunks,
+// each its own statement, so that no statement holds many locks for long.
 func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted int64, err error) {
 	if p.Now.IsZero() {
 		p.Now = time.Now()
@@ -53,6 +54,10 @@ func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted in
 	targets := []target{{"predictions", &db.preds}, {"shadow_results", &db.shadows}}
 	if days := p.Days; days > 0 {
 		cutoff := p.Now.Add(-time.Duration(days) * 24 * time.Hour)
+		// Before the skip counters, which it adds to.
+		if err := db.expireBacklog(ctx, cutoff.UnixMicro()); err != nil {
+			return deleted, err
+		}
 		for _, t := range targets {
 			n, err := db.deleteChunks(ctx, `DELETE FROM `+t.table+` WHERE id IN (SELECT id FROM `+t.table+` WHERE time_us < $1 ORDER BY time_us LIMIT $2)`, cutoff.UnixMicro())
 			t.c.deleted.Add(n)
@@ -64,6 +69,12 @@ func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted in
 			(SELECT shadow, version, minute FROM shadow_skips WHERE minute < $1 ORDER BY minute LIMIT $2)`, cutoff.Unix()/60)
 		if deleted += n; err != nil {
 			return deleted, db.errorf("retention of shadow_skips: %w", err)
+		}
+		// A minute's drops by reason go with its skip counter, whose
+		// dropped they break down: not counted again.
+		if _, err := db.deleteChunks(ctx, `DELETE FROM shadow_drops WHERE (shadow, version, minute, reason) IN
+			(SELECT shadow, version, minute, reason FROM shadow_drops WHERE minute < $1 ORDER BY minute LIMIT $2)`, cutoff.Unix()/60); err != nil {
+			return deleted, db.errorf("retention of shadow_drops: %w", err)
 		}
 		// Rollup rows are not counted: they are not rows handed to the store.
 		if err := db.trimRollups(ctx, cutoff.Unix()/60, cutoff.Unix()/60); err != nil {
@@ -86,6 +97,12 @@ func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted in
 			t.c.deleted.Add(n)
 			if deleted += n; err != nil {
 				return deleted, db.errorf("retention of %s: %w", t.table, err)
+			}
+			if t.table == "predictions" {
+				// The jobs whose inputs went with their predictions.
+				if err := db.expireBacklog(ctx, cutoff); err != nil {
+					return deleted, err
+				}
 			}
 		}
 		// The rollups holding the oldest row kept stay whole.

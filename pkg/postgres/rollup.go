@@ -32,13 +32,13 @@ const upsertPrimaryRollups = `INSERT INTO primary_rollups AS t (span, start, mod
 	ON CONFLICT (span, start, model, version) DO UPDATE SET requests = t.requests + EXCLUDED.requests,
 		errors = t.errors + EXCLUDED.errors, cpu_us = t.cpu_us + EXCLUDED.cpu_us, cpu_runs = t.cpu_runs + EXCLUDED.cpu_runs`
 
-const upsertShadowRollups = `INSERT INTO shadow_rollups AS t (shadow, version, span, start, primary_model, primary_version,
+const upsertShadowRollups = `INSERT INTO shadow_rollups AS t (shadow, version, span, start, primary_model, primary_version, origin,
 		pairs, ok, errors, timeouts, class_pairs, disagree_pairs, class_rows, agree_rows,
 		float_pairs, elements, sum_abs, sum_sq, max_abs, cpu_us, cpu_runs)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $22::text[],
 		$7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],
 		$15::bigint[], $16::bigint[], $17::float8[], $18::float8[], $19::float8[], $20::bigint[], $21::bigint[])
-	ON CONFLICT (shadow, version, span, start, primary_model, primary_version) DO UPDATE SET
+	ON CONFLICT (shadow, version, span, start, primary_model, primary_version, origin) DO UPDATE SET
 		pairs = t.pairs + EXCLUDED.pairs, ok = t.ok + EXCLUDED.ok, errors = t.errors + EXCLUDED.errors,
 		timeouts = t.timeouts + EXCLUDED.timeouts, class_pairs = t.class_pairs + EXCLUDED.class_pairs,
 		disagree_pairs = t.disagree_pairs + EXCLUDED.disagree_pairs, class_rows = t.class_rows + EXCLUDED.class_rows,
@@ -46,15 +46,15 @@ const upsertShadowRollups = `INSERT INTO shadow_rollups AS t (shadow, version, s
 		elements = t.elements + EXCLUDED.elements, sum_abs = t.sum_abs + EXCLUDED.sum_abs, sum_sq = t.sum_sq + EXCLUDED.sum_sq,
 		max_abs = GREATEST(t.max_abs, EXCLUDED.max_abs),
 		cpu_us = t.cpu_us + EXCLUDED.cpu_us, cpu_runs = t.cpu_runs + EXCLUDED.cpu_runs
-	RETURNING id, shadow, version, span, start, primary_model, primary_version`
+	RETURNING id, shadow, version, span, start, primary_model, primary_version, origin`
 
 const upsertBuckets = `INSERT INTO shadow_rollup_buckets AS t (rollup_id, kind, bucket, n)
 	SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::integer[], $4::bigint[])
 	ON CONFLICT (rollup_id, kind, bucket) DO UPDATE SET n = t.n + EXCLUDED.n`
 
-const upsertConfusion = `INSERT INTO confusion_rollups AS t (shadow, version, span, start, primary_class, shadow_class, n)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
-	ON CONFLICT (shadow, version, span, start, primary_class, shadow_class) DO UPDATE SET n = t.n + EXCLUDED.n`
+const upsertConfusion = `INSERT INTO confusion_rollups AS t (shadow, version, span, start, primary_class, shadow_class, origin, n)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $8::text[], $7::bigint[])
+	ON CONFLICT (shadow, version, span, start, primary_class, shadow_class, origin) DO UPDATE SET n = t.n + EXCLUDED.n`
 
 // The kinds of shadow_rollup_buckets.
 const (
@@ -123,9 +123,13 @@ func writePrimaryRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error
 	return nil
 }
 
+// compareShadowKeys orders the rows as their primary key does, origin
+// last: any one total order that every writer uses keeps them from
+// deadlocking.
 func compareShadowKeys(a, b rollup.ShadowKey) int {
 	return cmp.Or(strings.Compare(a.Shadow, b.Shadow), strings.Compare(a.Version, b.Version), cmp.Compare(a.Span, b.Span),
-		cmp.Compare(a.Start, b.Start), strings.Compare(a.Primary, b.Primary), strings.Compare(a.PrimaryVersion, b.PrimaryVersion))
+		cmp.Compare(a.Start, b.Start), strings.Compare(a.Primary, b.Primary), strings.Compare(a.PrimaryVersion, b.PrimaryVersion),
+		strings.Compare(a.Origin, b.Origin))
 }
 
 func writeShadowRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error {
@@ -134,7 +138,7 @@ func writeShadowRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error 
 	}
 	keys := sortedKeys(ru.Shadows, compareShadowKeys)
 	var c struct {
-		shadow, version, primary, primaryVersion                 []string
+		shadow, version, primary, primaryVersion, origin         []string
 		span, start, pairs, ok, errs, timeouts                   []int64
 		classPairs, disagree, classRows, agreeRows, floats, elts []int64
 		sumAbs, sumSq                                            []float64
@@ -144,7 +148,7 @@ func writeShadowRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error 
 	for _, k := range keys {
 		d := ru.Shadows[k]
 		c.shadow, c.version, c.primary, c.primaryVersion = append(c.shadow, k.Shadow), append(c.version, k.Version), append(c.primary, k.Primary), append(c.primaryVersion, k.PrimaryVersion)
-		c.span, c.start = append(c.span, k.Span), append(c.start, k.Start)
+		c.span, c.start, c.origin = append(c.span, k.Span), append(c.start, k.Start), append(c.origin, k.Origin)
 		c.pairs, c.ok, c.errs, c.timeouts = append(c.pairs, d.Pairs), append(c.ok, d.OK), append(c.errs, d.Errors), append(c.timeouts, d.Timeouts)
 		c.classPairs, c.disagree = append(c.classPairs, d.ClassPairs), append(c.disagree, d.DisagreePairs)
 		c.classRows, c.agreeRows = append(c.classRows, d.ClassRows), append(c.agreeRows, d.AgreeRows)
@@ -159,7 +163,7 @@ func writeShadowRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error 
 	}
 	rows, err := tx.Query(ctx, upsertShadowRollups, c.shadow, c.version, c.span, c.start, c.primary, c.primaryVersion,
 		c.pairs, c.ok, c.errs, c.timeouts, c.classPairs, c.disagree, c.classRows, c.agreeRows,
-		c.floats, c.elts, c.sumAbs, c.sumSq, c.maxAbs, c.cpu, c.runs)
+		c.floats, c.elts, c.sumAbs, c.sumSq, c.maxAbs, c.cpu, c.runs, c.origin)
 	if err != nil {
 		return fmt.Errorf("write shadow rollups: %w", err)
 	}
@@ -168,7 +172,7 @@ func writeShadowRollups(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error 
 		id int64
 		k  rollup.ShadowKey
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &k.Shadow, &k.Version, &k.Span, &k.Start, &k.Primary, &k.PrimaryVersion}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &k.Shadow, &k.Version, &k.Span, &k.Start, &k.Primary, &k.PrimaryVersion, &k.Origin}, func() error {
 		ids[k] = id
 		return nil
 	})
@@ -210,15 +214,17 @@ func writeConfusion(ctx context.Context, tx pgx.Tx, ru *rollup.Batch) error {
 	}
 	keys := sortedKeys(ru.Confusion, func(a, b rollup.ConfusionKey) int {
 		return cmp.Or(strings.Compare(a.Shadow, b.Shadow), strings.Compare(a.Version, b.Version), cmp.Compare(a.Span, b.Span),
-			cmp.Compare(a.Start, b.Start), cmp.Compare(a.PrimaryClass, b.PrimaryClass), cmp.Compare(a.ShadowClass, b.ShadowClass))
+			cmp.Compare(a.Start, b.Start), cmp.Compare(a.PrimaryClass, b.PrimaryClass), cmp.Compare(a.ShadowClass, b.ShadowClass),
+			strings.Compare(a.Origin, b.Origin))
 	})
-	var shadow, version []string
+	var shadow, version, origin []string
 	var span, start, pc, sc, n []int64
 	for _, k := range keys {
 		shadow, version, span, start = append(shadow, k.Shadow), append(version, k.Version), append(span, k.Span), append(start, k.Start)
 		pc, sc, n = append(pc, k.PrimaryClass), append(sc, k.ShadowClass), append(n, ru.Confusion[k])
+		origin = append(origin, k.Origin)
 	}
-	if _, err := tx.Exec(ctx, upsertConfusion, shadow, version, span, start, pc, sc, n); err != nil {
+	if _, err := tx.Exec(ctx, upsertConfusion, shadow, version, span, start, pc, sc, n, origin); err != nil {
 		return fmt.Errorf("write confusion rollups: %w", err)
 	}
 	return nil

@@ -21,6 +21,18 @@ func opener(opts postgres.Options) storetest.Opener {
 	}
 }
 
+// reopener opens stores on one fresh database of the throwaway cluster.
+func reopener(opts postgres.Options) storetest.Reopener {
+	return func(tb testing.TB) func() store.Store {
+		tb.Helper()
+		url := pgtest.URL(tb)
+		return func() store.Store {
+			tb.Helper()
+			return open(tb, url, opts)
+		}
+	}
+}
+
 // open opens a store on url and closes it when the test ends.
 func open(tb testing.TB, url string, opts postgres.Options) *postgres.DB {
 	tb.Helper()
@@ -39,8 +51,14 @@ func open(tb testing.TB, url string, opts postgres.Options) *postgres.DB {
 // Ensure the PostgreSQL store meets the store contract, with the default
 // batches and with batches small enough to add to the rollups often.
 func TestStore(t *testing.T) {
-	t.Run("default", func(t *testing.T) { storetest.Run(t, opener(postgres.Options{})) })
-	t.Run("small batches", func(t *testing.T) { storetest.Run(t, opener(postgres.Options{BatchSize: 7})) })
+	t.Run("default", func(t *testing.T) {
+		storetest.Run(t, opener(postgres.Options{}))
+		storetest.RunReopen(t, reopener(postgres.Options{}))
+	})
+	t.Run("small batches", func(t *testing.T) {
+		storetest.Run(t, opener(postgres.Options{BatchSize: 7}))
+		storetest.RunReopen(t, reopener(postgres.Options{BatchSize: 7}))
+	})
 	// A database whose default collation orders "B" after "a": names must
 	// still come back in byte order.
 	t.Run("ICU collation", func(t *testing.T) {

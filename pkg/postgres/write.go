@@ -43,6 +43,7 @@ type shadowRow struct {
 	sumSq, primaryScore, shadowScore             *float64
 	elements, cpuUS, primaryLatencyUS            *int64
 	servedBy                                     string
+	origin                                       string // stored: never ""
 	roll                                         rollup.Shadow
 }
 
@@ -54,6 +55,26 @@ type skipKey struct {
 type skipRow struct {
 	skipKey
 	sampledOut, dropped int64
+	// deferred is never queued: the writer counts the backlog rows it
+	// inserted (see writeHistory).
+	deferred int64
+}
+
+// dropRow is a CountDrops call.
+type dropRow struct {
+	dropKey
+	n int64
+}
+
+type dropKey struct {
+	skipKey
+	reason string
+}
+
+// deferRow is a Defer call: a backlog row.
+type deferRow struct {
+	id, shadow, version string
+	timeUS, deferredUS  int64
 }
 
 // flushReq is closed by the writer once everything queued before it is
@@ -85,6 +106,10 @@ func size(it any) int64 {
 		return int64(n + rowOverhead)
 	case *skipRow:
 		return int64(len(r.shadow) + len(r.version) + 64)
+	case *dropRow:
+		return int64(len(r.shadow) + len(r.version) + len(r.reason) + 64)
+	case *deferRow:
+		return int64(len(r.id) + len(r.shadow) + len(r.version) + 64)
 	}
 	return 0
 }
@@ -133,6 +158,7 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	c := &s.Compare
 	r := &shadowRow{
 		servedBy:       text(understudy.StoredServedBy(s.ServedBy)),
+		origin:         text(understudy.StoredOrigin(s.Origin)),
 		id:             text(s.RequestID),
 		shadow:         text(s.Shadow),
 		version:        text(s.Version),
@@ -163,6 +189,7 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	}
 	r.roll = rollup.ShadowOf(s, r.timeUS)
 	r.roll.Shadow, r.roll.Version, r.roll.Primary, r.roll.PrimaryVersion = r.shadow, r.version, r.primary, r.primaryVersion
+	r.roll.Origin = r.origin
 	if s.Outputs != nil {
 		o := text(bytesString(store.EncodeTensors(s.Outputs)))
 		r.outputs = &o
@@ -171,12 +198,13 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 }
 
 // CountSkips adds sampled-out and dropped jobs of one shadow to its counters
-// for the minute of at. It never blocks.
+// for the minute of at; the dropped ones are counted for DropShed too. It
+// never blocks.
 func (db *DB) CountSkips(shadow, version string, at time.Time, sampledOut, dropped int64) {
 	if sampledOut == 0 && dropped == 0 {
 		return
 	}
-	db.enqueue(&skipRow{skipKey{text(shadow), text(version), at.Unix() / 60}, sampledOut, dropped}, &db.skips)
+	db.enqueue(&skipRow{skipKey: skipKey{text(shadow), text(version), at.Unix() / 60}, sampledOut: sampledOut, dropped: dropped}, &db.skips)
 }
 
 func (db *DB) enqueue(row any, c *tableCounters) {
@@ -200,7 +228,9 @@ func (db *DB) counters(it any) *tableCounters {
 		return &db.preds
 	case *shadowRow:
 		return &db.shadows
-	case *skipRow:
+	case *skipRow, *dropRow, *deferRow:
+		// The backlog's rows are counted with the skip counters they add
+		// to.
 		return &db.skips
 	}
 	return nil

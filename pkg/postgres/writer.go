@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // commitTimeout bounds one attempt at a batch, so that a connection that
@@ -12,19 +14,37 @@ const commitTimeout = 30 * time.Second
 
 // batch is what the writer commits in one transaction.
 type batch struct {
-	preds    []*predRow
-	shadows  []*shadowRow
-	skips    map[skipKey]*skipRow // summed, so a burst of skips is one row
-	skipRows int64
+	preds   []*predRow
+	shadows []*shadowRow
+	defers  []*deferRow
+	// Summed, so that a burst of skips is one row. Every drop is in both:
+	// shadow_skips.dropped is the sum of a minute's reasons.
+	skips    map[skipKey]*skipRow
+	drops    map[dropKey]int64
+	skipRows int64 // CountSkips and CountDrops calls
 }
 
-func (b *batch) rows() int { return len(b.preds) + len(b.shadows) + int(b.skipRows) }
+func (b *batch) rows() int {
+	return len(b.preds) + len(b.shadows) + len(b.defers) + int(b.skipRows)
+}
 
 func (b *batch) reset() {
 	clear(b.preds)
 	clear(b.shadows)
+	clear(b.defers)
 	clear(b.skips)
-	b.preds, b.shadows, b.skipRows = b.preds[:0], b.shadows[:0], 0
+	clear(b.drops)
+	b.preds, b.shadows, b.defers, b.skipRows = b.preds[:0], b.shadows[:0], b.defers[:0], 0
+}
+
+// skip returns the batch's skip counts of k.
+func (b *batch) skip(k skipKey) *skipRow {
+	s, ok := b.skips[k]
+	if !ok {
+		s = &skipRow{skipKey: k}
+		b.skips[k] = s
+	}
+	return s
 }
 
 // fill resets b to the oldest rows of buf: up to max rows, and no further
@@ -42,17 +62,22 @@ func (b *batch) fill(buf *buffer, max int) int {
 			b.preds = append(b.preds, r)
 		case *shadowRow:
 			b.shadows = append(b.shadows, r)
+		case *deferRow:
+			b.defers = append(b.defers, r)
 		case *skipRow:
 			b.skipRows++
-			// Summed into a copy: the buffered row stays as it was, for a
-			// retry that rebuilds the batch.
-			if s, ok := b.skips[r.skipKey]; ok {
-				s.sampledOut += r.sampledOut
-				s.dropped += r.dropped
-			} else {
-				c := *r
-				b.skips[r.skipKey] = &c
+			// Summed into the batch's own rows: the buffered row stays as
+			// it was, for a retry that rebuilds the batch.
+			s := b.skip(r.skipKey)
+			s.sampledOut += r.sampledOut
+			s.dropped += r.dropped
+			if r.dropped != 0 {
+				b.drops[dropKey{r.skipKey, understudy.DropShed}] += r.dropped
 			}
+		case *dropRow:
+			b.skipRows++
+			b.skip(r.skipKey).dropped += r.n
+			b.drops[r.dropKey] += r.n
 		case flushReq:
 			return n
 		}
@@ -68,7 +93,7 @@ func (b *batch) fill(buf *buffer, max int) int {
 func (db *DB) run() {
 	defer close(db.done)
 	buf := &buffer{}
-	b := &batch{skips: map[skipKey]*skipRow{}}
+	b := &batch{skips: map[skipKey]*skipRow{}, drops: map[dropKey]int64{}}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	quit := db.quit // nil once seen, so that a select no longer wakes on it
@@ -218,19 +243,20 @@ func (db *DB) commit(b *batch) (err error) {
 	db.preds.duplicate.Add(n.preds.duplicate)
 	db.shadows.written.Add(n.shadows.written)
 	db.shadows.duplicate.Add(n.shadows.duplicate)
-	db.skips.written.Add(b.skipRows)
+	db.skips.written.Add(b.skipRows + n.defers.written)
+	db.skips.duplicate.Add(n.defers.duplicate)
 	return nil
 }
 
 type batchCounts struct {
-	preds, shadows struct{ written, duplicate int64 }
+	preds, shadows, defers struct{ written, duplicate int64 }
 }
 
 // fail counts every row of a batch that PostgreSQL refused as lost.
 func (db *DB) fail(b *batch, err error) {
 	db.preds.lost.Add(int64(len(b.preds)))
 	db.shadows.lost.Add(int64(len(b.shadows)))
-	db.skips.lost.Add(b.skipRows)
+	db.skips.lost.Add(b.skipRows + int64(len(b.defers)))
 	if ok, suppressed := db.failLog.allow(); ok {
 		db.log.Error().Str("err", db.errorf("%w", err).Error()).Int("lost_rows", b.rows()).Int64("suppressed_errors", suppressed).
 			Msg("PostgreSQL refused a batch; rows lost")

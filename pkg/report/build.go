@@ -54,6 +54,10 @@ const (
 // minutes of rows found through the rollups. All reads but the models and
 // events share one store.Snapshot. Rows a backend stored before it kept
 // rollups (SQLite's migration 00003) are not counted.
+//
+// The comparison reads the pairs of q.Origin, latency and CPU those of
+// q.LatencyOrigin (live), and the traffic section every origin: see
+// origin.go for why.
 func Build(ctx context.Context, db store.Reader, q Query, th Thresholds, now time.Time) (*Report, error) {
 	start := time.Now()
 	if q.Window == "" {
@@ -65,6 +69,9 @@ func Build(ctx context.Context, db store.Reader, q Query, th Thresholds, now tim
 	}
 	if !(q.Tolerance >= 0) || math.IsInf(q.Tolerance, 0) {
 		return nil, understudy.Errorf(understudy.EINVALID, "tolerance %v: want a number ≥ 0", q.Tolerance)
+	}
+	if err := checkOrigins(&q); err != nil {
+		return nil, err
 	}
 	if th == (Thresholds{}) {
 		th = DefaultThresholds
@@ -102,7 +109,7 @@ func Build(ctx context.Context, db store.Reader, q Query, th Thresholds, now tim
 			return nil, err
 		}
 	}
-	summaries, err := snap.ShadowSummaries(ctx, store.RollupFilter{Shadow: q.Shadow, Version: q.Version, From: r.From, To: r.To, Step: chartStep(span, r.To)})
+	shadows, err := readShadows(ctx, snap, store.RollupFilter{Shadow: q.Shadow, Version: q.Version, From: r.From, To: r.To, Step: chartStep(span, r.To)}, q)
 	if err != nil {
 		return nil, err
 	}
@@ -114,9 +121,9 @@ func Build(ctx context.Context, db store.Reader, q Query, th Thresholds, now tim
 	for _, m := range models {
 		b.models[understudy.ModelRef{Name: m.Name, Version: m.Version}] = m
 	}
-	r.Shadows = make([]ShadowReport, 0, len(summaries))
-	for i := range summaries {
-		sr, err := b.shadow(ctx, &summaries[i])
+	r.Shadows = make([]ShadowReport, 0, len(shadows))
+	for _, d := range shadows {
+		sr, err := b.shadow(ctx, d)
 		if err != nil {
 			return nil, err
 		}
@@ -155,12 +162,15 @@ type builder struct {
 	models    map[understudy.ModelRef]store.ModelRecord
 }
 
-func (b *builder) shadow(ctx context.Context, sm *store.ShadowSummary) (*ShadowReport, error) {
-	r, q, tot := b.r, b.q, &sm.Total
-	sr := &ShadowReport{Name: sm.Shadow, Version: sm.Version, PrimaryVersions: sm.Primaries}
+func (b *builder) shadow(ctx context.Context, d *shadowData) (*ShadowReport, error) {
+	r, q, tot, name, version := b.r, b.q, &d.filtered.Total, d.ref.Name, d.ref.Version
+	sr := &ShadowReport{Name: name, Version: version, PrimaryVersions: d.primaries}
 	if sr.PrimaryVersions == nil {
 		sr.PrimaryVersions = []understudy.ModelRef{}
 	}
+	// Every read of shadow rows goes through the filter's view, but those
+	// of latency and CPU, through the latency origin's (see origin.go).
+	fsnap, lsnap := b.snap.Origin(storeOrigin(q.Origin)), b.snap.Origin(q.LatencyOrigin)
 
 	// The primary's side is the versions this shadow was compared with;
 	// its resources are those of the serving one, or else of the one that
@@ -170,7 +180,7 @@ func (b *builder) shadow(ctx context.Context, sm *store.ShadowSummary) (*ShadowR
 	var mainRequests int64 = -1
 	for _, p := range b.primaries {
 		ref := understudy.ModelRef{Name: p.Model, Version: p.Version}
-		if !slices.Contains(sm.Primaries, ref) {
+		if !slices.Contains(d.primaries, ref) {
 			continue
 		}
 		prim.Requests += p.Requests
@@ -181,29 +191,22 @@ func (b *builder) shadow(ctx context.Context, sm *store.ShadowSummary) (*ShadowR
 			main, mainRequests = ref, p.Requests
 		}
 	}
-	if slices.Contains(sm.Primaries, r.Primary) {
+	if slices.Contains(d.primaries, r.Primary) {
 		main = r.Primary
 	}
 
-	sampledOut, dropped, err := b.snap.SkipCounts(ctx, sm.Shadow, sm.Version, r.From, r.To)
-	if err != nil {
+	var err error
+	if sr.Traffic, err = b.traffic(ctx, d, prim); err != nil {
 		return nil, err
 	}
-	sr.Traffic = Traffic{Requests: prim.Requests, Mirrored: tot.Pairs, SampledOut: sampledOut, Dropped: dropped,
-		OK: tot.OK, Errors: tot.Errors, Timeouts: tot.Timeouts}
-	t := &sr.Traffic
-	t.Offered = t.Mirrored + t.SampledOut + t.Dropped
-	t.MirrorRate, t.DropRate = ratio(t.Mirrored, t.Offered), ratio(t.Dropped, t.Offered)
-	t.ErrorRate, t.TimeoutRate = ratio(t.Errors, t.Mirrored), ratio(t.Timeouts, t.Mirrored)
-	t.PrimaryErrorRate = ratio(prim.Errors, prim.Requests)
 
-	classOut, floatOut, err := b.snap.OutputNames(ctx, sm.Shadow, sm.Version, r.From, r.To)
+	classOut, floatOut, err := fsnap.OutputNames(ctx, name, version, r.From, r.To)
 	if err != nil {
 		return nil, err
 	}
 	var cells []store.ConfusionCell
 	if tot.ClassRows > 0 {
-		if cells, err = b.snap.Confusion(ctx, sm.Shadow, sm.Version, r.From, r.To); err != nil {
+		if cells, err = fsnap.Confusion(ctx, name, version, r.From, r.To); err != nil {
 			return nil, err
 		}
 		sr.Classification = classification(classOut, tot, cells)
@@ -213,26 +216,36 @@ func (b *builder) shadow(ctx context.Context, sm *store.ShadowSummary) (*ShadowR
 	if q.ExactMaxPairs > 0 {
 		exactMax = q.ExactMaxPairs
 	}
-	exact := tot.Pairs <= exactMax
-	var samples *store.PairSamples
-	if exact {
-		if samples, err = b.snap.PairSamples(ctx, sm.Shadow, sm.Version, r.From, r.To); err != nil {
+	var samples, latSamples *store.PairSamples
+	if tot.Pairs <= exactMax {
+		if samples, err = fsnap.PairSamples(ctx, name, version, r.From, r.To); err != nil {
+			return nil, err
+		}
+	}
+	latTot := &d.latency.Total
+	// The two views hold the same rows when the filter is the latency's
+	// origin, or all with no pairs of another origin.
+	if storeOrigin(q.Origin) == q.LatencyOrigin || q.Origin == OriginAll && latTot.Pairs == tot.Pairs {
+		latSamples = samples
+	} else if latTot.Pairs <= exactMax {
+		if latSamples, err = lsnap.PairSamples(ctx, name, version, r.From, r.To); err != nil {
 			return nil, err
 		}
 	}
 	if tot.FloatPairs > 0 {
 		sr.Regression = regression(floatOut, tot, samples, q.Tolerance)
 	}
-	sr.Latency = latency(tot, samples)
+	sr.Latency = latency(latTot, latSamples)
+	sr.Latency.Origin = q.LatencyOrigin
 
-	acc, err := b.snap.Accuracy(ctx, sm.Shadow, sm.Version, r.From, r.To)
+	acc, err := fsnap.Accuracy(ctx, name, version, r.From, r.To)
 	if err != nil {
 		return nil, err
 	}
 	sr.Accuracy = accuracy(acc)
 
 	sr.Drift.PSI = psi(cells)
-	ps, ss, err := b.snap.Scores(ctx, sm.Shadow, sm.Version, r.From, r.To, KSSamples)
+	ps, ss, err := fsnap.Scores(ctx, name, version, r.From, r.To, KSSamples)
 	if err != nil {
 		return nil, err
 	}
@@ -244,20 +257,20 @@ func (b *builder) shadow(ctx context.Context, sm *store.ShadowSummary) (*ShadowR
 	}
 
 	res := &sr.Resources
-	shadowModel, primaryModel := b.models[understudy.ModelRef{Name: sm.Shadow, Version: sm.Version}], b.models[main]
+	shadowModel, primaryModel := b.models[d.ref], b.models[main]
 	res.ShadowFileSize, res.ShadowMemory = shadowModel.Size, shadowModel.MemoryBytes
 	res.PrimaryFileSize, res.PrimaryMemory = primaryModel.Size, primaryModel.MemoryBytes
-	res.ShadowCPUUS = ratio(tot.CPUUS, tot.CPURuns)
+	res.ShadowCPUUS = ratio(latTot.CPUUS, latTot.CPURuns)
 	res.PrimaryCPUUS = ratio(prim.CPUUS, prim.CPURuns)
 
-	sr.Charts = charts(sm, q.Tolerance)
+	sr.Charts = charts(d.filtered, d.latency, q.Tolerance)
 
-	latest, err := b.snap.Pairs(ctx, store.PairFilter{Shadow: sm.Shadow, Version: sm.Version, Since: r.From, Until: r.To,
+	latest, err := fsnap.Pairs(ctx, store.PairFilter{Shadow: name, Version: version, Since: r.From, Until: r.To,
 		DisagreeOnly: true, Tolerance: q.Tolerance, Order: store.ByTime, Limit: Listed})
 	if err != nil {
 		return nil, err
 	}
-	largest, err := b.snap.Pairs(ctx, store.PairFilter{Shadow: sm.Shadow, Version: sm.Version, Since: r.From, Until: r.To,
+	largest, err := fsnap.Pairs(ctx, store.PairFilter{Shadow: name, Version: version, Since: r.From, Until: r.To,
 		Order: store.ByDiff, Limit: Listed})
 	if err != nil {
 		return nil, err
@@ -265,6 +278,7 @@ func (b *builder) shadow(ctx context.Context, sm *store.ShadowSummary) (*ShadowR
 	sr.Disagreements = Disagreements{Latest: pairs(latest), Largest: pairs(largest)}
 
 	sr.Verdict = verdict(sr, b.th)
+	evidence(&sr.Verdict, &sr.Traffic, q.Origin, q.LatencyOrigin)
 	return sr, nil
 }
 

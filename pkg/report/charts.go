@@ -33,10 +33,12 @@ func chartStep(from, to time.Time) time.Duration {
 // of max|Δ|; each holds 10 of the stored buckets.
 const diffBinsPerDecade = 5
 
-// charts turns the series into points and the max|Δ| histogram into bars.
+// charts turns the series into points and the max|Δ| histogram into bars:
+// agreement and the histogram from the origin filter's rollups sm, latency
+// from those of the latency's origin lat (live pairs), like the sections.
 // The agreement series shows class agreement when the shadow has a class
 // output, else the share of pairs within the tolerance.
-func charts(sm *store.ShadowSummary, tol float64) Charts {
+func charts(sm, lat *store.ShadowSummary, tol float64) Charts {
 	ch := Charts{Agreement: []Point{}, Latency: []Point{}, DiffHist: []Bin{}}
 	classes := sm.Total.ClassRows > 0
 	for _, p := range sm.Series {
@@ -46,6 +48,8 @@ func charts(sm *store.ShadowSummary, tol float64) Charts {
 		case !classes && p.Diff.Total > 0:
 			ch.Agreement = append(ch.Agreement, Point{Time: p.Start, A: ratio(p.Diff.AtMost(tol), float64(p.Diff.Total)), B: float64(p.FloatPairs)})
 		}
+	}
+	for _, p := range lat.Series {
 		if p.Latency.Total > 0 && p.PrimaryLatency.Total > 0 {
 			ch.Latency = append(ch.Latency, Point{Time: p.Start, A: p.PrimaryLatency.Quantile(0.5), B: p.Latency.Quantile(0.5)})
 		}

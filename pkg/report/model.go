@@ -37,6 +37,17 @@ type Query struct {
 	Version string `json:"version,omitempty"`
 	// Tolerance is the |Δ| under which a float output counts as matching.
 	Tolerance float64 `json:"tolerance"`
+	// Origin selects the pairs that agreement, regression error,
+	// accuracy, McNemar, drift, the error check and the disagreement lists
+	// use: one of OriginNames; "" is "all". The traffic section counts
+	// every origin whatever it says.
+	Origin string `json:"origin"`
+	// LatencyOrigin is the origin of the pairs that latency and CPU per
+	// inference are judged on; "" is live, the only origin whose run
+	// times are those of serving. An offline tool sets it to backtest to
+	// judge latency on backtest runs, which are CPU times per run on
+	// stored traffic.
+	LatencyOrigin string `json:"-"`
 	// Primary is the model serving now, which the server knows; zero takes
 	// the model of the newest stored prediction.
 	Primary understudy.ModelRef `json:"-"`
@@ -137,22 +148,51 @@ type ShadowReport struct {
 	Canary *CanaryReport `json:"canary,omitempty"`
 }
 
-// Traffic counts what happened to the requests in the window for a shadow.
-// Rates are fractions of Requests.
+// Traffic counts what happened to the shadow jobs of the window's requests,
+// by the request's time. The breakdown by origin, the skips and the
+// backlog ignore the origin filter: they say where the evidence came from.
+// Mirrored, OK, Errors and Timeouts, and their rates, count the pairs of
+// the origin filter, those the comparison uses.
 type Traffic struct {
-	Requests   int64 `json:"requests"`    // primary predictions in the window
-	Mirrored   int64 `json:"mirrored"`    // shadow runs stored (ok, error or timeout)
-	SampledOut int64 `json:"sampled_out"` // not mirrored because of the sampling rate
-	Dropped    int64 `json:"dropped"`     // queue full or shutdown
-	// Offered is Mirrored + SampledOut + Dropped: the successful primary
-	// predictions this version was offered. Requests counts the whole
-	// window, including the primary's errors (never mirrored) and the time
-	// before this version was loaded, so the rates are over Offered.
-	Offered  int64 `json:"offered"`
+	Requests int64 `json:"requests"` // primary predictions in the window
+	// Live, Backfill and Backtest count the shadow runs stored (ok, error
+	// or timeout) of each origin.
+	Live     int64 `json:"live_pairs"`
+	Backfill int64 `json:"backfill_pairs"`
+	Backtest int64 `json:"backtest_pairs"`
+	// SampledOut were not mirrored because of the sampling rate.
+	SampledOut int64 `json:"sampled_out"`
+	// Deferred were deferred by shedding into the backlog: each then ran
+	// (a backfill pair), is Pending, or was dropped.
+	Deferred int64 `json:"deferred"`
+	// Pending are deferred jobs still in the backlog.
+	Pending int64 `json:"pending"`
+	// Dropped are jobs of live traffic finally dropped, for the reasons
+	// in DropReasons (understudy.Drop*), which add up to it.
+	Dropped     int64            `json:"dropped"`
+	DropReasons map[string]int64 `json:"drop_reasons"`
+	// NotBacktestable counts stored requests a backtest could not run
+	// (inputs over the cap). They were never live traffic offered to the
+	// shadow, so they are neither in Dropped nor in Offered.
+	NotBacktestable int64 `json:"not_backtestable"`
+	// Offered is Live + Backfill + SampledOut + Dropped + Pending: the
+	// successful primary predictions this version was offered live.
+	// Requests counts the whole window, including the primary's errors
+	// (never mirrored) and the time before this version was loaded, so
+	// the rates are over Offered. Backtest pairs were not offered.
+	Offered int64 `json:"offered"`
+	// Coverage is (Live + Backfill) ÷ Offered: the share of the offered
+	// jobs that have a pair. LiveCoverage is Live ÷ Offered.
+	Coverage     float64 `json:"coverage"`
+	LiveCoverage float64 `json:"live_coverage"`
+	// Mirrored counts the stored shadow runs of the origin filter, of
+	// which OK, Errors and Timeouts.
+	Mirrored int64 `json:"mirrored"`
 	OK       int64 `json:"ok"`
 	Errors   int64 `json:"errors"`
 	Timeouts int64 `json:"timeouts"`
-	// MirrorRate and DropRate are fractions of Offered.
+	// MirrorRate is Coverage, kept under its old name; DropRate is
+	// Dropped ÷ Offered.
 	MirrorRate float64 `json:"mirror_rate"`
 	DropRate   float64 `json:"drop_rate"`
 	// ErrorRate and TimeoutRate are fractions of Mirrored.
@@ -217,8 +257,12 @@ type Accuracy struct {
 	ShadowMAE  float64 `json:"shadow_mae,omitempty"`
 }
 
-// Latency summarises run times in microseconds.
+// Latency summarises run times in microseconds, over the ok pairs of one
+// origin, live unless Query.LatencyOrigin says otherwise: only live runs
+// are timed as served, so the origin filter does not apply.
 type Latency struct {
+	// Origin is the origin of the pairs it is over.
+	Origin     string  `json:"origin"`
 	N          int64   `json:"n"`
 	PrimaryP50 float64 `json:"primary_p50_us"`
 	PrimaryP95 float64 `json:"primary_p95_us"`
@@ -250,7 +294,8 @@ type Resources struct {
 	// Memory added to the process when the model was loaded, in bytes.
 	PrimaryMemory int64 `json:"primary_memory"`
 	ShadowMemory  int64 `json:"shadow_memory"`
-	// CPU time per inference, in microseconds.
+	// CPU time per inference, in microseconds; the shadow's over the pairs
+	// of the latency's origin (live), whatever the origin filter.
 	PrimaryCPUUS float64 `json:"primary_cpu_us"`
 	ShadowCPUUS  float64 `json:"shadow_cpu_us"`
 }
@@ -301,6 +346,8 @@ type Pair struct {
 	MaxAbsDiff     *float64  `json:"max_abs_diff,omitempty"`
 	Status         string    `json:"status"`
 	Label          *float64  `json:"label,omitempty"`
+	// Origin is one of understudy.Origins.
+	Origin string `json:"origin"`
 	// Inputs and the two outputs, as stored (JSON).
 	Inputs        string `json:"inputs,omitempty"`
 	PrimaryOutput string `json:"primary_outputs,omitempty"`
@@ -311,6 +358,16 @@ type Pair struct {
 type Verdict struct {
 	Ready  bool    `json:"ready"`
 	Checks []Check `json:"checks"`
+	// Pairs counts the stored shadow runs the verdict judges (those of
+	// the origin filter), LivePairs the live ones among them, and
+	// LiveShare is LivePairs ÷ Pairs (0 without pairs). They inform; no
+	// check fails on them.
+	Pairs     int64   `json:"pairs"`
+	LivePairs int64   `json:"live_pairs"`
+	LiveShare float64 `json:"live_share"`
+	// Evidence says the same in a sentence, with the origin of the
+	// latency figures.
+	Evidence string `json:"evidence"`
 }
 
 // Check is one condition of the verdict.

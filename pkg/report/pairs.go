@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,12 +37,18 @@ type PairFilter struct {
 	Largest bool
 	// Limit is the most pairs returned; 0 means 100.
 	Limit int
+	// Origin keeps the pairs of one of understudy.Origins; "" and "all"
+	// keep every one.
+	Origin string
 }
 
 // Pairs returns the stored pairs that f selects, with their inputs, both
 // outputs and the label. DisagreeOnly and Largest stay fast on millions of
 // pairs: the rollups say which minutes can hold a match.
 func Pairs(ctx context.Context, db store.Reader, f PairFilter) ([]Pair, error) {
+	if f.Origin != "" && !slices.Contains(OriginNames, f.Origin) {
+		return nil, understudy.Errorf(understudy.EINVALID, "origin %q: want one of %s", f.Origin, strings.Join(OriginNames, ", "))
+	}
 	order := store.ByTime
 	if f.Largest {
 		order = store.ByDiff
@@ -51,7 +58,7 @@ func Pairs(ctx context.Context, db store.Reader, f PairFilter) ([]Pair, error) {
 		return nil, err
 	}
 	defer snap.Close()
-	recs, err := snap.Pairs(ctx, store.PairFilter{Shadow: f.Shadow, Version: f.Version, Since: f.Since, Until: f.Until,
+	recs, err := snap.Origin(storeOrigin(f.Origin)).Pairs(ctx, store.PairFilter{Shadow: f.Shadow, Version: f.Version, Since: f.Since, Until: f.Until,
 		DisagreeOnly: f.DisagreeOnly, Tolerance: f.Tolerance, Order: order, Limit: f.Limit})
 	if err != nil {
 		return nil, err
@@ -76,10 +83,10 @@ func WriteCSV(w io.Writer, pairs []Pair) error {
 	}
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"request_id", "time", "shadow", "version", "primary_model", "primary_version", "status",
-		"primary_class", "shadow_class", "agreement", "max_abs_diff", "label", "inputs", "primary_outputs", "shadow_outputs"})
+		"primary_class", "shadow_class", "agreement", "max_abs_diff", "label", "inputs", "primary_outputs", "shadow_outputs", "origin"})
 	for _, p := range pairs {
 		cw.Write([]string{cell(p.RequestID), p.Time.UTC().Format(time.RFC3339Nano), cell(p.Shadow), cell(p.Version), cell(p.PrimaryModel), cell(p.PrimaryVersion), p.Status,
-			i(p.PrimaryClass), i(p.ShadowClass), f(p.Agreement), f(p.MaxAbsDiff), f(p.Label), p.Inputs, p.PrimaryOutput, p.ShadowOutput})
+			i(p.PrimaryClass), i(p.ShadowClass), f(p.Agreement), f(p.MaxAbsDiff), f(p.Label), p.Inputs, p.PrimaryOutput, p.ShadowOutput, p.Origin})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -136,6 +143,8 @@ type ShadowDetail struct {
 	CPUUS            float64               `json:"cpu_us,omitempty"` // 0 if not measured
 	Outputs          string                `json:"outputs,omitempty"`
 	Comparison       understudy.Comparison `json:"comparison"`
+	// Origin is one of understudy.Origins: when and why the shadow ran.
+	Origin string `json:"origin"`
 }
 
 // Request returns everything stored about a request, or an ENOTFOUND error.
@@ -158,7 +167,8 @@ func Request(ctx context.Context, db store.Reader, requestID string) (*RequestDe
 	}
 	for _, s := range st.Shadows {
 		sd := ShadowDetail{Shadow: s.Shadow, Version: s.Version, PrimaryModel: s.PrimaryModel, PrimaryVersion: s.PrimaryVersion,
-			Time: s.Time, Status: s.Status, Error: s.Error, LatencyUS: us(s.Latency), CPUUS: us(s.CPU), Outputs: s.Outputs, Comparison: s.Compare}
+			Time: s.Time, Status: s.Status, Error: s.Error, LatencyUS: us(s.Latency), CPUUS: us(s.CPU), Outputs: s.Outputs, Comparison: s.Compare,
+			Origin: understudy.StoredOrigin(s.Origin)}
 		if s.PrimaryLatency != nil {
 			v := us(*s.PrimaryLatency)
 			sd.PrimaryLatencyUS = &v

@@ -6,6 +6,7 @@ import (
 
 	"github.com/understudy-ml/understudy/pkg/stats"
 	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // This file computes the report's sections for one shadow from what the
@@ -171,7 +172,7 @@ func pairs(recs []store.PairRecord) []Pair {
 		}
 		out[i] = Pair{RequestID: p.RequestID, Time: p.Time, Shadow: p.Shadow, Version: p.Version,
 			PrimaryModel: p.PrimaryModel, PrimaryVersion: p.PrimaryVersion, PrimaryClass: p.PrimaryClass, ShadowClass: p.ShadowClass,
-			Agreement: p.Agreement, MaxAbsDiff: p.MaxAbsDiff, Status: p.Status, Label: p.Label,
+			Agreement: p.Agreement, MaxAbsDiff: p.MaxAbsDiff, Status: p.Status, Label: p.Label, Origin: understudy.StoredOrigin(p.Origin),
 			Inputs: p.Inputs, PrimaryOutput: p.PrimaryOutputs, ShadowOutput: p.ShadowOutputs}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/understudy-ml/understudy/pkg/stats"
+	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // This file judges a shadow against the Thresholds: the checks of the
@@ -43,13 +44,23 @@ func verdict(sr *ShadowReport, th Thresholds) Verdict {
 		add("agreement", false, "no compared outputs: neither a class nor a float output could be compared")
 	}
 
-	// The ratio is 0 only when one side has no latencies.
+	// Latency is judged on one origin's pairs, live unless an offline
+	// tool asked otherwise (Query.LatencyOrigin); the ratio is 0 only when
+	// one side has no latencies.
 	l := &sr.Latency
-	if l.RatioP99 == 0 {
-		add("latency", false, "no latencies of ok pairs with the primary's latency")
-	} else {
-		add("latency", l.RatioP99 <= th.MaxLatencyRatio, "p99 %s vs primary %s: ratio %.3f (need at most %.3f)",
-			micros(l.ShadowP99), micros(l.PrimaryP99), l.RatioP99, th.MaxLatencyRatio)
+	switch o := l.Origin; {
+	case o == understudy.OriginLive && t.Live == 0:
+		add("latency", false, "no live pairs yet: latency is only judged on live traffic")
+	case originPairs(t, o) == 0:
+		add("latency", false, "no %s pairs: latency is judged here on %s runs", o, o)
+	case l.RatioP99 == 0:
+		add("latency", false, "no latencies of ok %s pairs with the primary's latency", o)
+	case o == understudy.OriginLive:
+		add("latency", l.RatioP99 <= th.MaxLatencyRatio, "p99 %s vs primary %s over %d live pairs: ratio %.3f (need at most %.3f)",
+			micros(l.ShadowP99), micros(l.PrimaryP99), l.N, l.RatioP99, th.MaxLatencyRatio)
+	default:
+		add("latency", l.RatioP99 <= th.MaxLatencyRatio, "p99 %s vs primary %s over %d %s pairs: ratio %.3f (need at most %.3f); the latencies are offline CPU times per run on stored traffic, not live ones",
+			micros(l.ShadowP99), micros(l.PrimaryP99), l.N, o, l.RatioP99, th.MaxLatencyRatio)
 	}
 
 	if t.Mirrored == 0 {

@@ -31,7 +31,7 @@ func (s *snapshot) Pairs(ctx context.Context, f store.PairFilter) ([]store.PairR
 
 // PairKeys implements rollup.PairSource with one indexed range scan.
 func (s *snapshot) PairKeys(ctx context.Context, f store.PairFilter, lo, hi int64, limit int) ([]rollup.PairKey, error) {
-	where, args := shadowWhere(f.Shadow, f.Version)
+	where, args := s.shadowWhere(f.Shadow, f.Version)
 	where += "time_us >= ? AND time_us < ?"
 	args = append(args, lo, hi)
 	if f.DisagreeOnly {
@@ -62,7 +62,7 @@ func (s *snapshot) PairKeys(ctx context.Context, f store.PairFilter, lo, hi int6
 
 // PairRollups implements rollup.PairSource.
 func (s *snapshot) PairRollups(ctx context.Context, f store.PairFilter, span, lo, hi int64, fn func(*rollup.PairRollup) error) error {
-	where, args := shadowWhere(f.Shadow, f.Version)
+	where, args := s.shadowWhere(f.Shadow, f.Version)
 	var r rollup.PairRollup
 	var maxAbs sql.NullFloat64
 	// The histogram is only needed for pairs without a class output.
@@ -92,7 +92,7 @@ func (s *snapshot) pairRecords(ctx context.Context, keys []rollup.PairKey) ([]st
 		}
 		rows, err := s.tx.QueryContext(ctx, `SELECT s.id, s.request_id, s.time_us, s.shadow, s.version, s.primary_model, s.primary_version,
 				s.status, coalesce(s.error, ''), s.primary_class, s.shadow_class, s.agreement, s.max_abs_diff,
-				s.latency_us, s.primary_latency_us, p.label, coalesce(p.inputs, ''), coalesce(p.outputs, ''), coalesce(s.outputs, '')
+				s.latency_us, s.primary_latency_us, p.label, coalesce(p.inputs, ''), coalesce(p.outputs, ''), coalesce(s.outputs, ''), s.origin
 			FROM shadow_results s LEFT JOIN predictions p ON p.request_id = s.request_id
 			WHERE s.id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
@@ -107,7 +107,7 @@ func (s *snapshot) pairRecords(ctx context.Context, keys []rollup.PairKey) ([]st
 			)
 			if err := rows.Scan(&id, &r.RequestID, &timeUS, &r.Shadow, &r.Version, &r.PrimaryModel, &r.PrimaryVersion,
 				&r.Status, &r.Error, &pc, &sc, &agreement, &diff, &latencyUS, &platency, &lbl,
-				&r.Inputs, &r.PrimaryOutputs, &r.ShadowOutputs); err != nil {
+				&r.Inputs, &r.PrimaryOutputs, &r.ShadowOutputs, &r.Origin); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("read pairs: %w", err)
 			}
@@ -184,9 +184,10 @@ func (s *snapshot) Request(ctx context.Context, requestID string) (*store.Stored
 	case !errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("read request %q: %w", requestID, err)
 	}
+	origin, oargs := s.andOrigin("")
 	rows, err := s.tx.QueryContext(ctx, `SELECT time_us, shadow, version, primary_model, primary_version, coalesce(outputs, ''),
-			latency_us, primary_latency_us, cpu_us, status, coalesce(error, ''), comparison
-		FROM shadow_results WHERE request_id = ? ORDER BY shadow, version`, requestID)
+			latency_us, primary_latency_us, cpu_us, status, coalesce(error, ''), comparison, origin
+		FROM shadow_results WHERE request_id = ?`+origin+` ORDER BY shadow, version`, append([]any{requestID}, oargs...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read request %q: %w", requestID, err)
 	}
@@ -199,7 +200,7 @@ func (s *snapshot) Request(ctx context.Context, requestID string) (*store.Stored
 			cmp               []byte
 		)
 		if err := rows.Scan(&timeUS, &r.Shadow, &r.Version, &r.PrimaryModel, &r.PrimaryVersion, &r.Outputs,
-			&latencyUS, &platency, &cpu, &r.Status, &r.Error, &cmp); err != nil {
+			&latencyUS, &platency, &cpu, &r.Status, &r.Error, &cmp, &r.Origin); err != nil {
 			return nil, fmt.Errorf("read request %q: %w", requestID, err)
 		}
 		r.Time = time.UnixMicro(timeUS)

@@ -170,7 +170,7 @@ func (db *DB) Prediction(ctx context.Context, requestID string) (*PredictionReco
 // shadow and version; none is not an error.
 func (db *DB) ShadowResults(ctx context.Context, requestID string) ([]*understudy.ShadowResult, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT request_id, time_us, shadow, version, primary_model, primary_version, outputs,
-			latency_us, status, error, comparison
+			latency_us, status, error, comparison, origin
 		FROM shadow_results WHERE request_id = ? ORDER BY shadow, version`, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("read shadow results %q: %w", requestID, err)
@@ -185,7 +185,7 @@ func (db *DB) ShadowResults(ctx context.Context, requestID string) ([]*understud
 			errText           sql.NullString
 		)
 		if err := rows.Scan(&s.RequestID, &timeUS, &s.Shadow, &s.Version, &s.Primary, &s.PrimaryVersion, &outputs,
-			&latencyUS, &s.Status, &errText, &cmp); err != nil {
+			&latencyUS, &s.Status, &errText, &cmp, &s.Origin); err != nil {
 			return nil, fmt.Errorf("read shadow results %q: %w", requestID, err)
 		}
 		s.Time = time.UnixMicro(timeUS)

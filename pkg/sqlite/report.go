@@ -20,6 +20,12 @@ import (
 // span; it covers the window and adds the rows up.
 type snapshot struct {
 	tx *sql.Tx
+	// origin, if set, restricts every read of shadow rows and rollups to
+	// that origin (store.Snapshot.Origin).
+	origin string
+	// view is set on the views Origin returns: they share the transaction
+	// of the snapshot they came from, which alone ends it.
+	view bool
 }
 
 var _ store.Snapshot = (*snapshot)(nil)
@@ -37,8 +43,11 @@ func (db *DB) snapshot(ctx context.Context) (*snapshot, error) {
 	return &snapshot{tx: tx}, nil
 }
 
-// Close ends the snapshot.
+// Close ends the snapshot; closing a view does nothing.
 func (s *snapshot) Close() error {
+	if s.view {
+		return nil
+	}
 	if err := s.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
 		return err
 	}
@@ -92,8 +101,31 @@ func (s *snapshot) each(ctx context.Context, query string, args []any, f func(*s
 	return rows.Err()
 }
 
+// Origin implements store.Snapshot.
+func (s *snapshot) Origin(o string) store.Snapshot {
+	return &snapshot{tx: s.tx, origin: o, view: true}
+}
+
+// andOrigin is the condition of the snapshot's origin on a table of shadow
+// rows or rollups (column prefix p), "" for every origin.
+func (s *snapshot) andOrigin(p string) (string, []any) {
+	if s.origin == "" {
+		return "", nil
+	}
+	return " AND " + p + "origin = ?", []any{s.origin}
+}
+
 // ShadowVersions implements store.Snapshot.
 func (s *snapshot) ShadowVersions(ctx context.Context) ([]understudy.ModelRef, error) {
+	// Of one origin, the versions that have day rollups of it: every row
+	// is counted at every span and retention trims whole days, so those
+	// are the versions with rollups of it, found in a few rows each.
+	of := ""
+	var args []any
+	if s.origin != "" {
+		of = ` AND EXISTS (SELECT 1 FROM shadow_rollups r WHERE r.shadow = v.shadow AND r.version = v.version AND r.span = ? AND r.origin = ?)`
+		args = []any{rollup.Day, s.origin}
+	}
 	// Skip from one (shadow, version) to the next along the primary key
 	// instead of reading every minute.
 	rows, err := s.tx.QueryContext(ctx, `WITH RECURSIVE v(shadow, version) AS (
@@ -102,7 +134,7 @@ func (s *snapshot) ShadowVersions(ctx context.Context) ([]understudy.ModelRef, e
 			SELECT (SELECT shadow FROM shadow_rollups m WHERE (m.shadow, m.version) > (v.shadow, v.version) ORDER BY shadow, version LIMIT 1),
 			       (SELECT version FROM shadow_rollups m WHERE (m.shadow, m.version) > (v.shadow, v.version) ORDER BY shadow, version LIMIT 1)
 			FROM v WHERE v.shadow IS NOT NULL)
-		SELECT shadow, version FROM v WHERE shadow IS NOT NULL`)
+		SELECT shadow, version FROM v WHERE shadow IS NOT NULL`+of, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read shadow versions: %w", err)
 	}
@@ -120,9 +152,22 @@ func (s *snapshot) ShadowVersions(ctx context.Context) ([]understudy.ModelRef, e
 
 // ShadowSpan implements store.Snapshot.
 func (s *snapshot) ShadowSpan(ctx context.Context, shadow, version string) (first time.Time, ok bool, err error) {
-	where, args := shadowWhere(shadow, version)
+	where, args := s.shadowWhere(shadow, version)
 	var m sql.NullInt64
-	if err := s.tx.QueryRowContext(ctx, `SELECT min(start) FROM shadow_rollups WHERE `+where+`span = 1`, args...).Scan(&m); err != nil {
+	var bounds []any
+	if s.origin != "" {
+		// min(start) of one origin would read every minute of the others:
+		// find its first day, then the first minute in that day.
+		if err := s.tx.QueryRowContext(ctx, `SELECT min(start) FROM shadow_rollups WHERE `+where+`span = ?`, append(args, rollup.Day)...).Scan(&m); err != nil {
+			return time.Time{}, false, fmt.Errorf("read shadow span: %w", err)
+		}
+		if !m.Valid {
+			return time.Time{}, false, nil
+		}
+		where += "start >= ? AND start < ? AND "
+		bounds = []any{m.Int64, m.Int64 + rollup.Day}
+	}
+	if err := s.tx.QueryRowContext(ctx, `SELECT min(start) FROM shadow_rollups WHERE `+where+`span = 1`, append(args, bounds...)...).Scan(&m); err != nil {
 		return time.Time{}, false, fmt.Errorf("read shadow span: %w", err)
 	}
 	if !m.Valid {
@@ -143,7 +188,7 @@ func (s *snapshot) ShadowSummaries(ctx context.Context, f store.RollupFilter) ([
 func (s *snapshot) shadowRollups(ctx context.Context, shadow, version string, seg rollup.Segment, fn func(*rollup.ShadowRow) error) error {
 	var r rollup.ShadowRow
 	var maxAbs sql.NullFloat64
-	where, args := shadowWhere(shadow, version)
+	where, args := s.shadowWhere(shadow, version)
 	return s.each(ctx, `SELECT shadow, version, start, primary_model, primary_version,
 			pairs, ok, errors, timeouts, class_pairs, disagree_pairs, class_rows, agree_rows, float_pairs, elements,
 			sum_abs, sum_sq, max_abs, diff_hist, latency_hist, primary_latency_hist, cpu_us, cpu_runs
@@ -160,10 +205,15 @@ func (s *snapshot) shadowRollups(ctx context.Context, shadow, version string, se
 }
 
 // shadowWhere returns the conditions selecting a shadow and version, each
-// only when given, ending in AND so that more can follow.
-func shadowWhere(shadow, version string) (string, []any) {
+// only when given, and the snapshot's origin, ending in AND so that more
+// can follow.
+func (s *snapshot) shadowWhere(shadow, version string) (string, []any) {
 	var w strings.Builder
 	var args []any
+	if s.origin != "" {
+		w.WriteString("origin = ? AND ")
+		args = append(args, s.origin)
+	}
 	if shadow != "" {
 		w.WriteString("shadow = ? AND ")
 		args = append(args, shadow)
@@ -185,9 +235,10 @@ func (s *snapshot) Confusion(ctx context.Context, shadow, version string, from, 
 }
 
 func (s *snapshot) confusionRollups(ctx context.Context, shadow, version string, seg rollup.Segment, fn func(store.ConfusionCell) error) error {
+	origin, oargs := s.andOrigin("")
 	return s.each(ctx, `SELECT primary_class, shadow_class, sum(n) FROM confusion_rollups
-		WHERE shadow = ? AND version = ? AND span = ? AND start >= ? AND start < ?
-		GROUP BY primary_class, shadow_class`, []any{shadow, version, seg.Span, seg.Lo, seg.Hi},
+		WHERE shadow = ? AND version = ? AND span = ? AND start >= ? AND start < ?`+origin+`
+		GROUP BY primary_class, shadow_class`, append([]any{shadow, version, seg.Span, seg.Lo, seg.Hi}, oargs...),
 		func(rows *sql.Rows) error {
 			var c store.ConfusionCell
 			if err := rows.Scan(&c.Primary, &c.Shadow, &c.N); err != nil {
@@ -195,17 +246,6 @@ func (s *snapshot) confusionRollups(ctx context.Context, shadow, version string,
 			}
 			return fn(c)
 		})
-}
-
-// SkipCounts implements store.Snapshot.
-func (s *snapshot) SkipCounts(ctx context.Context, shadow, version string, from, to time.Time) (sampledOut, dropped int64, err error) {
-	lo, hi := rollup.MinuteRange(from, to)
-	err = s.tx.QueryRowContext(ctx, `SELECT coalesce(sum(sampled_out), 0), coalesce(sum(dropped), 0) FROM shadow_skips
-		WHERE shadow = ? AND version = ? AND minute >= ? AND minute < ?`, shadow, version, lo, hi).Scan(&sampledOut, &dropped)
-	if err != nil {
-		return 0, 0, fmt.Errorf("read skips of %q: %w", shadow, err)
-	}
-	return sampledOut, dropped, nil
 }
 
 // Replicas implements store.Snapshot.
@@ -232,8 +272,9 @@ func (s *snapshot) Replicas(ctx context.Context, from, to time.Time) ([]store.Re
 // PairSamples implements store.Snapshot.
 func (s *snapshot) PairSamples(ctx context.Context, shadow, version string, from, to time.Time) (*store.PairSamples, error) {
 	lo, hi := rollup.MicroRange(from, to)
+	origin, oargs := s.andOrigin("")
 	rows, err := s.tx.QueryContext(ctx, `SELECT latency_us, primary_latency_us, max_abs_diff FROM shadow_results
-		WHERE shadow = ? AND version = ? AND time_us >= ? AND time_us < ? AND status = 'ok'`, shadow, version, lo, hi)
+		WHERE shadow = ? AND version = ? AND time_us >= ? AND time_us < ? AND status = 'ok'`+origin, append([]any{shadow, version, lo, hi}, oargs...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read pair samples: %w", err)
 	}
@@ -263,10 +304,11 @@ func (s *snapshot) PairSamples(ctx context.Context, shadow, version string, from
 // Scores implements store.Snapshot.
 func (s *snapshot) Scores(ctx context.Context, shadow, version string, from, to time.Time, limit int) (primary, shadowScores []float64, err error) {
 	lo, hi := rollup.MicroRange(from, to)
+	origin, oargs := s.andOrigin("")
 	rows, err := s.tx.QueryContext(ctx, `SELECT primary_score, shadow_score FROM shadow_results
 		WHERE shadow = ? AND version = ? AND time_us >= ? AND time_us < ? AND status = 'ok'
-			AND primary_score IS NOT NULL AND shadow_score IS NOT NULL
-		ORDER BY time_us DESC LIMIT ?`, shadow, version, lo, hi, limit)
+			AND primary_score IS NOT NULL AND shadow_score IS NOT NULL`+origin+`
+		ORDER BY time_us DESC LIMIT ?`, append(append([]any{shadow, version, lo, hi}, oargs...), limit)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read scores: %w", err)
 	}
@@ -285,6 +327,7 @@ func (s *snapshot) Scores(ctx context.Context, shadow, version string, from, to 
 // labelled predictions by time.
 func (s *snapshot) Accuracy(ctx context.Context, shadow, version string, from, to time.Time) (store.AccuracyCounts, error) {
 	lo, hi := rollup.MicroRange(from, to)
+	origin, oargs := s.andOrigin("s.")
 	var a store.AccuracyCounts
 	// CROSS JOIN keeps the labelled predictions as the outer loop.
 	err := s.tx.QueryRowContext(ctx, `SELECT count(*),
@@ -301,8 +344,8 @@ func (s *snapshot) Accuracy(ctx context.Context, shadow, version string, from, t
 			coalesce(sum(abs(s.shadow_score - p.label) < abs(s.primary_score - p.label)), 0)
 		FROM predictions p INDEXED BY predictions_labelled
 		CROSS JOIN shadow_results s ON s.request_id = p.request_id AND s.shadow = ? AND s.version = ?
-		WHERE p.label IS NOT NULL AND p.time_us >= ? AND p.time_us < ? AND s.status = 'ok'`,
-		shadow, version, lo, hi).Scan(&a.Labelled, &a.NonIntegral, &a.NoClass, &a.PrimaryCorrect, &a.ShadowCorrect, &a.B, &a.C,
+		WHERE p.label IS NOT NULL AND p.time_us >= ? AND p.time_us < ? AND s.status = 'ok'`+origin,
+		append([]any{shadow, version, lo, hi}, oargs...)...).Scan(&a.Labelled, &a.NonIntegral, &a.NoClass, &a.PrimaryCorrect, &a.ShadowCorrect, &a.B, &a.C,
 		&a.Scored, &a.PrimaryAbsErr, &a.ShadowAbsErr, &a.PrimaryCloser, &a.ShadowCloser)
 	if err != nil {
 		return a, fmt.Errorf("read accuracy of %q: %w", shadow, err)
@@ -313,10 +356,11 @@ func (s *snapshot) Accuracy(ctx context.Context, shadow, version string, from, t
 // OutputNames implements store.Snapshot.
 func (s *snapshot) OutputNames(ctx context.Context, shadow, version string, from, to time.Time) (class, float string, err error) {
 	lo, hi := rollup.MicroRange(from, to)
+	origin, oargs := s.andOrigin("")
 	var raw []byte
 	err = s.tx.QueryRowContext(ctx, `SELECT comparison FROM shadow_results
-		WHERE shadow = ? AND version = ? AND time_us >= ? AND time_us < ? AND status = 'ok'
-		ORDER BY time_us DESC LIMIT 1`, shadow, version, lo, hi).Scan(&raw)
+		WHERE shadow = ? AND version = ? AND time_us >= ? AND time_us < ? AND status = 'ok'`+origin+`
+		ORDER BY time_us DESC LIMIT 1`, append([]any{shadow, version, lo, hi}, oargs...)...).Scan(&raw)
 	if errors.Is(err, sql.ErrNoRows) || len(raw) == 0 {
 		return "", "", nil
 	} else if err != nil {

@@ -35,7 +35,8 @@ func (db *DB) retain(ctx context.Context) {
 // ApplyRetention implements store.Store: it deletes the predictions and
 // shadow results older than p.Days or older than the newest p.Rows, skip
 // counters older than p.Days, and the rollups that end before what is
-// kept. It deletes in chunks of at most 2000 rows, each its own statement,
+// kept. Deferred jobs go with their request's prediction, counted as
+// dropped (understudy.DropNoInputs); they are not counted in deleted. It deletes in chunks of at most 2000 rows, each its own statement,
 // so that queued writes get the write connection in between.
 func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted int64, err error) {
 	if p.Now.IsZero() {
@@ -48,6 +49,10 @@ func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted in
 	targets := []target{{"predictions", &db.preds}, {"shadow_results", &db.shadows}}
 	if days := p.Days; days > 0 {
 		cutoff := p.Now.Add(-time.Duration(days) * 24 * time.Hour)
+		// Before the skip counters, which it adds to.
+		if err := db.expireBacklog(ctx, cutoff.UnixMicro()); err != nil {
+			return deleted, err
+		}
 		for _, t := range targets {
 			n, err := db.deleteChunks(ctx, `DELETE FROM `+t.table+` WHERE id IN (SELECT id FROM `+t.table+` WHERE time_us < ? ORDER BY time_us LIMIT ?)`, cutoff.UnixMicro())
 			t.c.deleted.Add(n)
@@ -59,6 +64,12 @@ func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted in
 			(SELECT shadow, version, minute FROM shadow_skips WHERE minute < ? ORDER BY minute LIMIT ?)`, cutoff.Unix()/60)
 		if deleted += n; err != nil {
 			return deleted, fmt.Errorf("retention of shadow_skips: %w", err)
+		}
+		// The counters by reason go with the totals, but are not counted:
+		// they break down the skip counters counted above.
+		if _, err := db.deleteChunks(ctx, `DELETE FROM shadow_drops WHERE (shadow, version, minute, reason) IN
+			(SELECT shadow, version, minute, reason FROM shadow_drops WHERE minute < ? ORDER BY minute LIMIT ?)`, cutoff.Unix()/60); err != nil {
+			return deleted, fmt.Errorf("retention of shadow_drops: %w", err)
 		}
 		// Rollup rows are not counted: they are not rows handed to the store.
 		if _, err := db.trimRollups(ctx, cutoff.Unix()/60, cutoff.Unix()/60); err != nil {
@@ -81,6 +92,12 @@ func (db *DB) ApplyRetention(ctx context.Context, p store.Retention) (deleted in
 			t.c.deleted.Add(n)
 			if deleted += n; err != nil {
 				return deleted, fmt.Errorf("retention of %s: %w", t.table, err)
+			}
+			if t.table == "predictions" {
+				// Jobs whose inputs went with their prediction.
+				if err := db.expireBacklog(ctx, cutoff); err != nil {
+					return deleted, err
+				}
 			}
 		}
 		// The rollups holding the oldest row kept stay whole.

@@ -12,18 +12,19 @@ import (
 
 // The writer keeps rollups (shadow_rollups, confusion_rollups and
 // primary_rollups) in the same transaction as the rows they summarise, so
-// that they never disagree with the committed rows. store/rollup counts each
+// that they never disagree with the committed rows. Shadow and confusion
+// rollups are kept per origin (migration 00007). store/rollup counts each
 // row at every span; this file holds the statements that add a batch's
 // counts to the stored ones.
 
 const (
 	// upsertShadowRollup adds a batch's counts to a shadow_rollups row. The
 	// histograms arrive already merged with the stored ones.
-	upsertShadowRollup = `INSERT INTO shadow_rollups (shadow, version, span, start, primary_model, primary_version,
+	upsertShadowRollup = `INSERT INTO shadow_rollups (shadow, version, span, start, primary_model, primary_version, origin,
 			pairs, ok, errors, timeouts, class_pairs, disagree_pairs, class_rows, agree_rows,
 			float_pairs, elements, sum_abs, sum_sq, max_abs, diff_hist, latency_hist, primary_latency_hist, cpu_us, cpu_runs)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (shadow, version, span, start, primary_model, primary_version) DO UPDATE SET
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (shadow, version, span, start, primary_model, primary_version, origin) DO UPDATE SET
 			pairs = pairs + excluded.pairs, ok = ok + excluded.ok, errors = errors + excluded.errors,
 			timeouts = timeouts + excluded.timeouts, class_pairs = class_pairs + excluded.class_pairs,
 			disagree_pairs = disagree_pairs + excluded.disagree_pairs, class_rows = class_rows + excluded.class_rows,
@@ -34,9 +35,9 @@ const (
 			primary_latency_hist = excluded.primary_latency_hist,
 			cpu_us = cpu_us + excluded.cpu_us, cpu_runs = cpu_runs + excluded.cpu_runs`
 	selectShadowRollupHists = `SELECT diff_hist, latency_hist, primary_latency_hist FROM shadow_rollups
-		WHERE shadow = ? AND version = ? AND span = ? AND start = ? AND primary_model = ? AND primary_version = ?`
-	upsertConfusion = `INSERT INTO confusion_rollups (shadow, version, span, start, primary_class, shadow_class, n) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (shadow, version, span, start, primary_class, shadow_class) DO UPDATE SET n = n + excluded.n`
+		WHERE shadow = ? AND version = ? AND span = ? AND start = ? AND primary_model = ? AND primary_version = ? AND origin = ?`
+	upsertConfusion = `INSERT INTO confusion_rollups (shadow, version, span, start, primary_class, shadow_class, origin, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (shadow, version, span, start, primary_class, shadow_class, origin) DO UPDATE SET n = n + excluded.n`
 	upsertPrimaryRollup = `INSERT INTO primary_rollups (span, start, model, version, requests, errors, cpu_us, cpu_runs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (span, start, model, version) DO UPDATE SET requests = requests + excluded.requests,
 			errors = errors + excluded.errors, cpu_us = cpu_us + excluded.cpu_us, cpu_runs = cpu_runs + excluded.cpu_runs`
@@ -83,7 +84,7 @@ func writeRollups(ctx context.Context, tx *sql.Tx, st *rollupStmts, ru *rollup.B
 		sel, up := tx.StmtContext(ctx, st.shadowHists), tx.StmtContext(ctx, st.shadow)
 		for k, d := range ru.Shadows {
 			var diff, lat, plat []byte
-			err := sel.QueryRowContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.Primary, k.PrimaryVersion).Scan(&diff, &lat, &plat)
+			err := sel.QueryRowContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.Primary, k.PrimaryVersion, k.Origin).Scan(&diff, &lat, &plat)
 			if err != nil && err != sql.ErrNoRows {
 				return fmt.Errorf("read shadow rollup: %w", err)
 			}
@@ -98,7 +99,7 @@ func writeRollups(ctx context.Context, tx *sql.Tx, st *rollupStmts, ru *rollup.B
 				return err
 			}
 			maxAbs := sql.NullFloat64{Float64: d.MaxAbs, Valid: d.HasMaxAbs}
-			if _, err := up.ExecContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.Primary, k.PrimaryVersion,
+			if _, err := up.ExecContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.Primary, k.PrimaryVersion, k.Origin,
 				d.Pairs, d.OK, d.Errors, d.Timeouts, d.ClassPairs, d.DisagreePairs, d.ClassRows, d.AgreeRows,
 				d.FloatPairs, d.Elements, finiteOrInf(d.SumAbs), finiteOrInf(d.SumSq), maxAbs, nilIfEmpty(diff), nilIfEmpty(lat), nilIfEmpty(plat),
 				d.CPUUS, d.CPURuns); err != nil {
@@ -109,7 +110,7 @@ func writeRollups(ctx context.Context, tx *sql.Tx, st *rollupStmts, ru *rollup.B
 	if len(ru.Confusion) > 0 {
 		up := tx.StmtContext(ctx, st.confusion)
 		for k, n := range ru.Confusion {
-			if _, err := up.ExecContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.PrimaryClass, k.ShadowClass, n); err != nil {
+			if _, err := up.ExecContext(ctx, k.Shadow, k.Version, k.Span, k.Start, k.PrimaryClass, k.ShadowClass, k.Origin, n); err != nil {
 				return fmt.Errorf("write confusion rollup: %w", err)
 			}
 		}
@@ -154,11 +155,11 @@ func (db *DB) trimRollups(ctx context.Context, oldestMinutes ...int64) (deleted 
 	for _, span := range rollup.Spans {
 		bound := rollup.TrimBefore(span, oldestMinutes...)
 		for _, query := range []string{
-			`DELETE FROM shadow_rollups WHERE (shadow, version, span, start, primary_model, primary_version) IN
-				(SELECT shadow, version, span, start, primary_model, primary_version FROM shadow_rollups
+			`DELETE FROM shadow_rollups WHERE (shadow, version, span, start, primary_model, primary_version, origin) IN
+				(SELECT shadow, version, span, start, primary_model, primary_version, origin FROM shadow_rollups
 				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`,
-			`DELETE FROM confusion_rollups WHERE (shadow, version, span, start, primary_class, shadow_class) IN
-				(SELECT shadow, version, span, start, primary_class, shadow_class FROM confusion_rollups
+			`DELETE FROM confusion_rollups WHERE (shadow, version, span, start, primary_class, shadow_class, origin) IN
+				(SELECT shadow, version, span, start, primary_class, shadow_class, origin FROM confusion_rollups
 				WHERE span = ` + fmt.Sprint(span) + ` AND start < ? ORDER BY start LIMIT ?)`,
 			`DELETE FROM primary_rollups WHERE (span, start, model, version) IN
 				(SELECT span, start, model, version FROM primary_rollups

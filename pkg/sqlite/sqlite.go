@@ -1,8 +1,9 @@
 // Package sqlite is the SQLite backend of the store contract (pkg/store):
-// it stores predictions, shadow results, skip counters, model history,
-// events and the deployment in a SQLite database. Writes are queued without
-// blocking the caller and committed in batches by one writer goroutine;
-// reads go through a separate pool of read-only connections.
+// it stores predictions, shadow results, skip counters, the backlog of
+// deferred shadow jobs, model history, events and the deployment in a
+// SQLite database. Writes are queued without blocking the caller and
+// committed in batches by one writer goroutine; reads go through a
+// separate pool of read-only connections.
 //
 // It owns its SQL, its schema (migrations), its writer and its connections.
 // What does not depend on SQLite (rollup spans and window covering, how a
@@ -174,8 +175,9 @@ type DB struct {
 	write *sql.DB // one connection, used by the writer, labels and retention
 	read  *sql.DB // read-only pool
 
-	insPred, insShadow, upsertSkip *sql.Stmt
-	rollup                         rollupStmts
+	insPred, insShadow, upsertSkip     *sql.Stmt
+	upsertDrop, insBacklog, delBacklog *sql.Stmt
+	rollup                             rollupStmts
 
 	queue   chan any
 	senders atomic.Int64 // Write* calls in progress; Close waits for none
@@ -321,10 +323,13 @@ func (db *DB) open() error {
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id) DO NOTHING`},
 		{&db.insShadow, `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
 				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, replica)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
-		{&db.upsertSkip, `INSERT INTO shadow_skips (shadow, version, minute, sampled_out, dropped) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (shadow, version, minute) DO UPDATE SET sampled_out = sampled_out + excluded.sampled_out, dropped = dropped + excluded.dropped`},
+				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, origin, replica)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
+		{&db.upsertSkip, upsertSkipSQL},
+		{&db.upsertDrop, upsertDropSQL},
+		{&db.insBacklog, `INSERT INTO shadow_backlog (request_id, shadow, version, time_us, deferred_us) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (request_id, shadow, version) DO NOTHING`},
+		{&db.delBacklog, `DELETE FROM shadow_backlog WHERE request_id = ? AND shadow = ? AND version = ?`},
 	} {
 		if *s.stmt, err = db.write.PrepareContext(ctx, s.sql); err != nil {
 			return fmt.Errorf("prepare: %w", err)
@@ -347,7 +352,8 @@ func (db *DB) Close() error {
 		<-db.done
 		db.cancel()
 		<-db.retentionDone
-		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(), db.rollup.close(), db.write.Close(), db.read.Close())
+		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(),
+			db.upsertDrop.Close(), db.insBacklog.Close(), db.delBacklog.Close(), db.rollup.close(), db.write.Close(), db.read.Close())
 	})
 	return db.closeErr
 }

@@ -188,7 +188,10 @@ func TestRoundTrip(t *testing.T) {
 			if !g.Time.Equal(want.Time) {
 				t.Errorf("%s: Time = %v, want %v", want.Shadow, g.Time, want.Time)
 			}
-			g.Outputs, g.Time = want.Outputs, want.Time
+			if g.Origin != understudy.OriginLive {
+				t.Errorf("%s: Origin = %q, want the stored origin of a live result", want.Shadow, g.Origin)
+			}
+			g.Outputs, g.Time, g.Origin = want.Outputs, want.Time, want.Origin
 			if !reflect.DeepEqual(g, want) {
 				t.Errorf("got %+v,\nwant %+v", g, want)
 			}

@@ -88,4 +88,18 @@ func TestOldAndNewTensorRows(t *testing.T) {
 		storetest.TensorsEqual(t, rec.Inputs, inputs)
 		storetest.TensorsEqual(t, rec.Outputs, outputs)
 	}
+
+	// Backfills and backtests replay both forms.
+	stored, err := db.StoredInputs(ctx, []string{"old", "new"})
+	if err != nil || len(stored) != 2 {
+		t.Fatalf("StoredInputs: %d, %v", len(stored), err)
+	}
+	recent, err := db.RecentInputs(ctx, understudy.InputQuery{Model: "iris", Limit: 10})
+	if err != nil || len(recent) != 2 {
+		t.Fatalf("RecentInputs: %d, %v", len(recent), err)
+	}
+	for _, in := range append(recent, stored["old"], stored["new"]) {
+		storetest.TensorsEqual(t, in.Inputs, inputs)
+		storetest.TensorsEqual(t, in.Outputs, outputs)
+	}
 }

@@ -32,6 +32,24 @@ func (db *DB) CountSkips(shadow, version string, at time.Time, sampledOut, dropp
 	db.enqueue(&skipRow{skipKey{shadow, version, at.Unix() / 60}, sampledOut, dropped}, &db.skips)
 }
 
+// Defer queues a job for the backlog (understudy.History). It never
+// blocks; like CountSkips, it is counted in Stats' Skips, as a duplicate
+// when the job was already pending.
+func (db *DB) Defer(j understudy.DeferredJob) {
+	db.enqueue(&deferRow{id: j.RequestID, shadow: j.Shadow, version: j.Version,
+		timeUS: db.micros(j.Time), deferredUS: db.opts.Now().UnixMicro()}, &db.skips)
+}
+
+// CountDrops adds n jobs dropped for reason to the counters of the minute
+// of at (understudy.History). It never blocks; it is counted in Stats'
+// Skips.
+func (db *DB) CountDrops(shadow, version string, at time.Time, reason string, n int64) {
+	if n == 0 {
+		return
+	}
+	db.enqueue(&dropRow{dropKey{skipKey{shadow, version, at.Unix() / 60}, reason}, n}, &db.skips)
+}
+
 func (db *DB) enqueue(row any, c *tableCounters) {
 	db.senders.Add(1)
 	defer db.senders.Add(-1)
@@ -83,14 +101,26 @@ func (db *DB) Flush(ctx context.Context) error {
 
 // batch is what the writer commits in one transaction.
 type batch struct {
-	preds    []*predRow
-	shadows  []*shadowRow
-	skips    map[skipKey]*skipRow // summed, so a burst of skips is one upsert
+	preds   []*predRow
+	shadows []*shadowRow
+	defers  []*deferRow
+	// skips and drops are summed, so that a burst of skips is one upsert;
+	// skipRows counts the CountSkips and CountDrops calls behind them.
+	skips    map[skipKey]*skipRow
+	drops    map[dropKey]int64
 	skipRows int64
 	flushes  []flushReq
 }
 
-func (b *batch) rows() int { return len(b.preds) + len(b.shadows) + int(b.skipRows) }
+func newBatch() *batch { return &batch{skips: map[skipKey]*skipRow{}, drops: map[dropKey]int64{}} }
+
+func (b *batch) rows() int { return len(b.preds) + len(b.shadows) + len(b.defers) + int(b.skipRows) }
+
+// primaryPart is what the writer commits at its own priority: everything
+// but the shadow results.
+func (b *batch) primaryPart() *batch {
+	return &batch{preds: b.preds, defers: b.defers, skips: b.skips, drops: b.drops, skipRows: b.skipRows}
+}
 
 func (b *batch) add(it any) {
 	switch r := it.(type) {
@@ -106,6 +136,20 @@ func (b *batch) add(it any) {
 		} else {
 			b.skips[r.skipKey] = r
 		}
+		if r.dropped != 0 {
+			// CountSkips drops what could not be deferred: shed.
+			b.drops[dropKey{r.skipKey, understudy.DropShed}] += r.dropped
+		}
+	case *dropRow:
+		b.skipRows++
+		if s, ok := b.skips[r.skipKey]; ok {
+			s.dropped += r.n
+		} else {
+			b.skips[r.skipKey] = &skipRow{skipKey: r.skipKey, dropped: r.n}
+		}
+		b.drops[r.dropKey] += r.n
+	case *deferRow:
+		b.defers = append(b.defers, r)
 	case flushReq:
 		b.flushes = append(b.flushes, r)
 	}
@@ -116,7 +160,9 @@ func (b *batch) reset() {
 	clear(b.shadows)
 	clear(b.flushes)
 	clear(b.skips)
-	b.preds, b.shadows, b.flushes, b.skipRows = b.preds[:0], b.shadows[:0], b.flushes[:0], 0
+	clear(b.drops)
+	clear(b.defers)
+	b.preds, b.shadows, b.defers, b.flushes, b.skipRows = b.preds[:0], b.shadows[:0], b.defers[:0], b.flushes[:0], 0
 }
 
 // run is the writer: it collects rows until the batch is full, the flush
@@ -127,7 +173,7 @@ func (db *DB) run() {
 	if db.low != nil {
 		defer close(db.low.run)
 	}
-	b := &batch{skips: map[skipKey]*skipRow{}}
+	b := newBatch()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -201,7 +247,7 @@ func (db *DB) commit(b *batch) {
 	// shadows' and the checkpoint at the thread's. Under contention that
 	// part waits for spare CPU, and rows queue meanwhile instead of
 	// delaying requests.
-	db.commitRows(&batch{preds: b.preds, skips: b.skips, skipRows: b.skipRows})
+	db.commitRows(b.primaryPart())
 	checkpoint := time.Since(db.lastCheckpoint) >= db.opts.CheckpointEvery
 	if checkpoint {
 		db.lastCheckpoint = time.Now()
@@ -246,7 +292,8 @@ func (db *DB) commitRows(b *batch) {
 	db.shadows.written.Add(n.shadows.written)
 	db.shadows.duplicate.Add(n.shadows.duplicate)
 	db.shadows.lost.Add(n.shadows.lost)
-	db.skips.written.Add(b.skipRows)
+	db.skips.written.Add(b.skipRows + n.defers.written)
+	db.skips.duplicate.Add(n.defers.duplicate)
 	if db.failing {
 		db.failing = false
 		if ok, _ := db.recoverLog.allow(); ok {
@@ -257,6 +304,7 @@ func (db *DB) commitRows(b *batch) {
 
 type batchCounts struct {
 	preds, shadows struct{ written, duplicate, lost int64 }
+	defers         struct{ written, duplicate int64 }
 }
 
 // fail counts every row of a batch that could not be committed as lost.
@@ -265,7 +313,7 @@ func (db *DB) fail(b *batch, err error) {
 	db.failedBatches.Add(1)
 	db.preds.lost.Add(int64(len(b.preds)))
 	db.shadows.lost.Add(int64(len(b.shadows)))
-	db.skips.lost.Add(b.skipRows)
+	db.skips.lost.Add(b.skipRows + int64(len(b.defers)))
 	db.failing = true
 	if ok, suppressed := db.failLog.allow(); ok {
 		db.log.Error().Err(err).Int("lost_rows", b.rows()).Int64("suppressed_errors", suppressed).

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/understudy-ml/understudy/pkg/store/rollup"
+	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // This file is the writer's SQL: a batch's statements, and the WAL checkpoint.
@@ -87,30 +89,53 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 	}
 	if len(b.shadows) > 0 {
 		st := tx.StmtContext(ctx, db.insShadow)
+		var del *sql.Stmt
 		for _, r := range b.shadows {
 			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.shadow, r.version, r.primary, r.primaryVersion, r.outputs, r.latencyUS, r.status, r.err,
 				r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison,
-				r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS, r.servedBy)
+				r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS, r.servedBy, r.origin)
 			if err != nil {
 				if !rowError(err) {
 					return fmt.Errorf("insert shadow result: %w", err)
 				}
 				n.shadows.lost++
 				rowFailed("shadow_results", r.id, err)
-			} else if k, _ := res.RowsAffected(); k == 0 {
+				continue
+			}
+			if k, _ := res.RowsAffected(); k == 0 {
 				n.shadows.duplicate++
 				dup("shadow_results", r.id)
 			} else {
 				n.shadows.written++
 				ru.AddShadow(&r.roll)
 			}
+			// A backfill's job is done once its result is stored, by this
+			// row or an earlier one: a duplicate must not leave it pending
+			// to run again.
+			if r.origin == understudy.OriginBackfill {
+				if del == nil {
+					del = tx.StmtContext(ctx, db.delBacklog)
+				}
+				if _, err := del.ExecContext(ctx, r.id, r.shadow, r.version); err != nil {
+					return fmt.Errorf("delete backfilled job: %w", err)
+				}
+			}
 		}
 	}
-	if len(b.skips) > 0 {
-		st := tx.StmtContext(ctx, db.upsertSkip)
-		for _, r := range b.skips {
-			if _, err := st.ExecContext(ctx, r.shadow, r.version, r.minute, r.sampledOut, r.dropped); err != nil {
-				return fmt.Errorf("upsert skips: %w", err)
+	deferred, err := db.execDefers(ctx, tx, b.defers, n)
+	if err != nil {
+		return err
+	}
+	if len(b.skips)+len(deferred) > 0 {
+		if err := execSkips(ctx, tx.StmtContext(ctx, db.upsertSkip), b.skips, deferred); err != nil {
+			return err
+		}
+	}
+	if len(b.drops) > 0 {
+		st := tx.StmtContext(ctx, db.upsertDrop)
+		for k, c := range b.drops {
+			if _, err := st.ExecContext(ctx, k.shadow, k.version, k.minute, k.reason, c); err != nil {
+				return fmt.Errorf("upsert drops: %w", err)
 			}
 		}
 	}
@@ -119,6 +144,49 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// execDefers adds the jobs of defers to the backlog and returns, per
+// shadow version and minute, how many were new: a job already pending is
+// not deferred twice.
+func (db *DB) execDefers(ctx context.Context, tx *sql.Tx, defers []*deferRow, n *batchCounts) (map[skipKey]int64, error) {
+	if len(defers) == 0 {
+		return nil, nil
+	}
+	st := tx.StmtContext(ctx, db.insBacklog)
+	added := map[skipKey]int64{}
+	for _, r := range defers {
+		res, err := st.ExecContext(ctx, r.id, r.shadow, r.version, r.timeUS, r.deferredUS)
+		if err != nil {
+			return nil, fmt.Errorf("defer job: %w", err)
+		}
+		if k, _ := res.RowsAffected(); k == 0 {
+			n.defers.duplicate++
+			continue
+		}
+		n.defers.written++
+		added[skipKey{r.shadow, r.version, rollup.MinuteOf(r.timeUS)}]++
+	}
+	return added, nil
+}
+
+// execSkips adds the skip counters and the newly deferred jobs to
+// shadow_skips, one upsert per shadow version and minute.
+func execSkips(ctx context.Context, st *sql.Stmt, skips map[skipKey]*skipRow, deferred map[skipKey]int64) error {
+	for k, r := range skips {
+		if _, err := st.ExecContext(ctx, k.shadow, k.version, k.minute, r.sampledOut, deferred[k], r.dropped); err != nil {
+			return fmt.Errorf("upsert skips: %w", err)
+		}
+	}
+	for k, d := range deferred {
+		if _, ok := skips[k]; ok {
+			continue
+		}
+		if _, err := st.ExecContext(ctx, k.shadow, k.version, k.minute, 0, d, 0); err != nil {
+			return fmt.Errorf("upsert skips: %w", err)
+		}
 	}
 	return nil
 }

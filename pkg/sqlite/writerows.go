@@ -38,6 +38,7 @@ type shadowRow struct {
 	outputs                                      []byte // binary stored form; nil for NULL
 	status, err                                  string
 	servedBy                                     string
+	origin                                       string // as stored: never ""
 	agreement, maxAbsDiff, meanAbsDiff           sql.NullFloat64
 	primaryClass, shadowClass                    sql.NullInt64
 	comparison                                   string
@@ -54,6 +55,24 @@ type skipKey struct {
 type skipRow struct {
 	skipKey
 	sampledOut, dropped int64
+}
+
+// dropRow is a CountDrops call: n jobs dropped for reason, counted in
+// shadow_skips.dropped and in shadow_drops.
+type dropRow struct {
+	dropKey
+	n int64
+}
+
+type dropKey struct {
+	skipKey
+	reason string
+}
+
+// deferRow is a Defer call: a job for the backlog.
+type deferRow struct {
+	id, shadow, version string
+	timeUS, deferredUS  int64
 }
 
 func (db *DB) predRow(p *understudy.Prediction) *predRow {
@@ -106,6 +125,7 @@ func (db *DB) shadowRow(s *understudy.ShadowResult) *shadowRow {
 	c := &s.Compare
 	r := &shadowRow{
 		servedBy:       understudy.StoredServedBy(s.ServedBy),
+		origin:         understudy.StoredOrigin(s.Origin),
 		id:             s.RequestID,
 		shadow:         s.Shadow,
 		version:        s.Version,

@@ -56,6 +56,8 @@ type PairRecord struct {
 	Label                        *float64
 	Inputs, PrimaryOutputs       string
 	ShadowOutputs                string
+	// Origin is one of understudy.Origins.
+	Origin string
 }
 
 // StoredPrediction is a prediction row as stored, tensors as JSON.
@@ -88,6 +90,8 @@ type StoredShadowResult struct {
 	CPU                          time.Duration  // 0 if not measured
 	Status, Error                string
 	Compare                      understudy.Comparison
+	// Origin is one of understudy.Origins.
+	Origin string
 }
 
 // StoredRequest is everything stored about one request.

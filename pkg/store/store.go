@@ -18,6 +18,7 @@ import (
 // Flush and Close may fail once Close was called.
 type Store interface {
 	understudy.Store
+	understudy.History
 	Lifecycle
 	Reader
 
@@ -98,9 +99,21 @@ type Snapshot interface {
 	// minutes covering [from, to), ordered by primary class, then shadow
 	// class, without empty cells.
 	Confusion(ctx context.Context, shadow, version string, from, to time.Time) ([]ConfusionCell, error)
-	// SkipCounts returns a shadow version's sampled-out and dropped jobs
-	// over the minutes covering [from, to).
-	SkipCounts(ctx context.Context, shadow, version string, from, to time.Time) (sampledOut, dropped int64, err error)
+	// SkipCounts returns a shadow version's sampled-out, deferred and
+	// dropped jobs over the minutes covering [from, to), by the request's
+	// minute. Whatever the snapshot's origin, it counts every origin.
+	SkipCounts(ctx context.Context, shadow, version string, from, to time.Time) (Skips, error)
+	// Pending counts a shadow version's jobs still in the backlog whose
+	// request time is in [from, to) (exact).
+	Pending(ctx context.Context, shadow, version string, from, to time.Time) (int64, error)
+	// Origin returns a view of the same snapshot in which every read of
+	// shadow rows and their rollups (ShadowVersions, ShadowSpan,
+	// ShadowSummaries, Confusion, PairSamples, Scores, Accuracy,
+	// OutputNames, Pairs, Request) sees only results of origin o, one of
+	// understudy.Origins; "" sees all. Reads of predictions, skips and
+	// the backlog are unchanged. Closing the view does nothing: close the
+	// snapshot it came from.
+	Origin(o string) Snapshot
 	// PairSamples reads the latencies and differences of every ok pair of
 	// a shadow version in [from, to), in no particular order. It reads
 	// every row: for windows of a few hundred thousand pairs at most.
@@ -132,6 +145,19 @@ type Snapshot interface {
 	ServedCounts(ctx context.Context, from, to time.Time) ([]ServedCounts, error)
 	// Close ends the snapshot. It is safe to call twice.
 	Close() error
+}
+
+// Skips are a shadow version's jobs that did not run live.
+type Skips struct {
+	// SampledOut were not mirrored because of the sampling rate.
+	SampledOut int64
+	// Deferred were deferred by shedding into the backlog; each of them
+	// then ran (a backfill pair), is still pending, or was dropped.
+	Deferred int64
+	// Dropped were finally dropped, for the reasons counted in Reasons
+	// (understudy.Drop*), which add up to Dropped.
+	Dropped int64
+	Reasons map[string]int64
 }
 
 // ReplicaCounts is one replica's share of the stored traffic in a window.

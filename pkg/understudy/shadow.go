@@ -87,6 +87,13 @@ type ShadowResult struct {
 	// ServedBy says who answered the user for this request: ServedPrimary
 	// (also ""), ServedCandidate or ServedFallback.
 	ServedBy string
+	// Origin says when the shadow ran: OriginLive (also "") as the request
+	// was served, OriginBackfill later from the stored inputs because
+	// shedding deferred the job, or OriginBacktest on stored traffic when
+	// the shadow was loaded. A backfill or backtest result carries the
+	// request's time as its Time, so that every window counts a request's
+	// pairs with the request, whenever they ran.
+	Origin string
 }
 
 // Store persists predictions, shadow results and model history. The write
@@ -98,7 +105,7 @@ type Store interface {
 	WritePrediction(p *Prediction)
 	WriteShadowResult(r *ShadowResult)
 	// CountSkips adds sampled-out and dropped jobs of one shadow to the
-	// per-minute counters.
+	// per-minute counters; the dropped ones are counted for DropShed.
 	CountSkips(shadow, version string, at time.Time, sampledOut, dropped int64)
 	// RecordModel upserts a model version with first and last seen times.
 	RecordModel(ctx context.Context, m ModelInfo) error

@@ -51,6 +51,8 @@ type run struct {
 	value   float32
 	latency time.Duration
 	cpu     time.Duration
+	// origin is one of understudy.Origins; "" is stored as live.
+	origin string
 }
 
 func (r *req) outputs() map[string]*understudy.Tensor {
@@ -74,28 +76,7 @@ func (r *run) outputs() map[string]*understudy.Tensor {
 // write stores the requests, runs and labels through the store's writer.
 func write(tb testing.TB, db store.Store, reqs []*req, runs []*run) {
 	tb.Helper()
-	for _, r := range reqs {
-		p := &understudy.Prediction{ID: r.id, Time: r.at, Model: r.model, Version: r.version, Latency: r.latency, CPU: r.cpu,
-			Status: understudy.StatusOK,
-			Inputs: map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{1, 1}, Data: []float32{float32(r.value)}}}}
-		if r.failed {
-			p.Status, p.Error = understudy.StatusError, "primary failed"
-		} else {
-			p.Outputs = r.outputs()
-		}
-		db.WritePrediction(p)
-	}
-	for _, r := range runs {
-		s := &understudy.ShadowResult{RequestID: r.req.id, Time: r.at, Shadow: r.shadow, Version: r.version,
-			Primary: r.req.model, PrimaryVersion: r.req.version, Latency: r.latency, PrimaryLatency: r.req.latency, CPU: r.cpu, Status: r.status}
-		if r.status == understudy.StatusOK {
-			s.Outputs = r.outputs()
-			s.Compare = understudy.Compare(signature, r.req.outputs(), s.Outputs)
-		} else {
-			s.Error = "shadow " + r.status
-		}
-		db.WriteShadowResult(s)
-	}
+	queue(db, reqs, runs)
 	ctx := context.Background()
 	if err := db.Flush(ctx); err != nil {
 		tb.Fatalf("Flush: %v", err)
@@ -112,6 +93,33 @@ func write(tb testing.TB, db store.Store, reqs []*req, runs []*run) {
 	if st := db.Stats(); st.Predictions.Written != int64(len(reqs)) || st.ShadowResults.Written != int64(len(runs)) {
 		tb.Fatalf("written %d predictions and %d shadow results, want %d and %d",
 			st.Predictions.Written, st.ShadowResults.Written, len(reqs), len(runs))
+	}
+}
+
+// queue hands the requests and runs to the store's writer, without
+// waiting for it.
+func queue(db store.Store, reqs []*req, runs []*run) {
+	for _, r := range reqs {
+		p := &understudy.Prediction{ID: r.id, Time: r.at, Model: r.model, Version: r.version, Latency: r.latency, CPU: r.cpu,
+			Status: understudy.StatusOK,
+			Inputs: map[string]*understudy.Tensor{"x": {DType: understudy.Float32, Shape: []int64{1, 1}, Data: []float32{float32(r.value)}}}}
+		if r.failed {
+			p.Status, p.Error = understudy.StatusError, "primary failed"
+		} else {
+			p.Outputs = r.outputs()
+		}
+		db.WritePrediction(p)
+	}
+	for _, r := range runs {
+		s := &understudy.ShadowResult{RequestID: r.req.id, Time: r.at, Shadow: r.shadow, Version: r.version,
+			Primary: r.req.model, PrimaryVersion: r.req.version, Latency: r.latency, PrimaryLatency: r.req.latency, CPU: r.cpu, Status: r.status, Origin: r.origin}
+		if r.status == understudy.StatusOK {
+			s.Outputs = r.outputs()
+			s.Compare = understudy.Compare(signature, r.req.outputs(), s.Outputs)
+		} else {
+			s.Error = "shadow " + r.status
+		}
+		db.WriteShadowResult(s)
 	}
 }
 

@@ -61,12 +61,13 @@ func testPairsAndCSV(t *testing.T, open storetest.Opener) {
 	}
 	assertEqual(t, "CSV rows", len(recs), 2)
 	assertEqual(t, "header", strings.Join(recs[0], ","),
-		"request_id,time,shadow,version,primary_model,primary_version,status,primary_class,shadow_class,agreement,max_abs_diff,label,inputs,primary_outputs,shadow_outputs")
+		"request_id,time,shadow,version,primary_model,primary_version,status,primary_class,shadow_class,agreement,max_abs_diff,label,inputs,primary_outputs,shadow_outputs,origin")
 	row := recs[1]
 	assertEqual(t, "row", strings.Join(row[:12], ","),
 		fmt.Sprintf("r01,%s,s1,v1,iris,pv1,ok,1,2,0,%g,2", p.Time.UTC().Format(time.RFC3339Nano), *p.MaxAbsDiff))
 	assertEqual(t, "inputs", row[12], p.Inputs)
 	assertEqual(t, "outputs", row[13] != "" && row[14] != "", true)
+	assertEqual(t, "origin", row[15], understudy.OriginLive)
 }
 
 // Ensure Request returns everything stored about a request, with the
@@ -102,6 +103,7 @@ func testRequest(t *testing.T, open storetest.Opener) {
 		}
 	}
 	assertEqual(t, "s2 CPUUS", s2.CPUUS, 0.0)
+	assertEqual(t, "origins", s1.Origin+" "+s2.Origin, "live live")
 	assertEqual(t, "s2 score", *s2.Comparison.ShadowScore, float64(r.value+0.0625*4-0.1))
 
 	_, err = report.Request(ctx, db, "r07") // the primary failed: no shadows

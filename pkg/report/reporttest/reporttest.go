@@ -3,9 +3,10 @@
 // report.Build, report.Pairs and report.Request say with values computed
 // here from those rows (traffic, agreement, κ, the confusion matrix, MAE,
 // RMSE, accuracy and McNemar, latency percentiles exact and from histograms
-// within their documented error, drift, the charts, the disagreement lists
-// and the verdict). Every backend must give the same numbers; a backend's
-// test file runs it next to storetest.Run:
+// within their documented error, drift, the charts, the disagreement lists,
+// the verdict, and which pairs each figure uses by their origin). Every
+// backend must give the same numbers; a backend's test file runs it next to
+// storetest.Run:
 //
 //	func TestReport(t *testing.T) { reporttest.Run(t, open) }
 //
@@ -35,6 +36,7 @@ func Run(t *testing.T, open storetest.Opener) {
 		{"AgreementCheckForgivesCorrections", testAgreementCheckForgivesCorrections},
 		{"BuildWindows", testBuildWindows},
 		{"BuildHistogramPath", testBuildHistogramPath},
+		{"BuildOrigins", testBuildOrigins},
 		{"PairsAndCSV", testPairsAndCSV},
 		{"Request", testRequest},
 	} {

@@ -32,13 +32,16 @@ func PredictionOf(p *understudy.Prediction, timeUS int64) Prediction {
 // that the one writer does less.
 type Shadow struct {
 	Shadow, Version, Primary, PrimaryVersion string
-	TimeUS                                   int64 // the stored time, unix µs
-	Status                                   string
-	LatencyUS                                int64
-	PrimaryLatencyUS                         int64 // when HasPrimaryLatency
-	HasPrimaryLatency                        bool
-	CPUUS                                    int64 // when HasCPU
-	HasCPU                                   bool
+	// Origin is the stored origin (understudy.StoredOrigin): rollups are
+	// kept per origin, so that a report can read one.
+	Origin            string
+	TimeUS            int64 // the stored time, unix µs
+	Status            string
+	LatencyUS         int64
+	PrimaryLatencyUS  int64 // when HasPrimaryLatency
+	HasPrimaryLatency bool
+	CPUUS             int64 // when HasCPU
+	HasCPU            bool
 	// Agreement is the comparison's, when HasAgreement; ClassRows and
 	// AgreeRows count the rows of its first class output, and
 	// PrimaryClasses and ShadowClasses are their classes, when known.
@@ -58,7 +61,7 @@ type Shadow struct {
 // ShadowOf returns the rollup facts of s, stored at timeUS.
 func ShadowOf(s *understudy.ShadowResult, timeUS int64) Shadow {
 	c := &s.Compare
-	r := Shadow{Shadow: s.Shadow, Version: s.Version, Primary: s.Primary, PrimaryVersion: s.PrimaryVersion,
+	r := Shadow{Shadow: s.Shadow, Version: s.Version, Primary: s.Primary, PrimaryVersion: s.PrimaryVersion, Origin: understudy.StoredOrigin(s.Origin),
 		TimeUS: timeUS, Status: s.Status, LatencyUS: s.Latency.Microseconds(),
 		PrimaryLatencyUS: s.PrimaryLatency.Microseconds(), HasPrimaryLatency: s.PrimaryLatency > 0,
 		CPUUS: s.CPU.Microseconds(), HasCPU: s.CPU > 0}
@@ -100,6 +103,7 @@ func ShadowOf(s *understudy.ShadowResult, timeUS int64) Shadow {
 // ShadowKey names a shadow rollup row.
 type ShadowKey struct {
 	Shadow, Version, Primary, PrimaryVersion string
+	Origin                                   string
 	Span, Start                              int64
 }
 
@@ -126,6 +130,7 @@ func (d *ShadowDelta) Histograms() (diff, latency, primaryLatency store.Sparse) 
 // ConfusionKey names one cell of a confusion rollup.
 type ConfusionKey struct {
 	Shadow, Version           string
+	Origin                    string
 	Span, Start               int64
 	PrimaryClass, ShadowClass int64
 }
@@ -223,7 +228,7 @@ func (b *Batch) AddShadow(r *Shadow) {
 	}
 	for _, span := range Spans {
 		start := StartOf(minute, span)
-		k := ShadowKey{r.Shadow, r.Version, r.Primary, r.PrimaryVersion, span, start}
+		k := ShadowKey{r.Shadow, r.Version, r.Primary, r.PrimaryVersion, r.Origin, span, start}
 		d := b.Shadows[k]
 		if d == nil {
 			d = &ShadowDelta{}
@@ -232,7 +237,7 @@ func (b *Batch) AddShadow(r *Shadow) {
 		d.add(r, lat, plat, diff)
 		if r.Status == understudy.StatusOK && r.HasAgreement {
 			for i := range r.PrimaryClasses {
-				b.Confusion[ConfusionKey{r.Shadow, r.Version, span, start, r.PrimaryClasses[i], r.ShadowClasses[i]}]++
+				b.Confusion[ConfusionKey{r.Shadow, r.Version, r.Origin, span, start, r.PrimaryClasses[i], r.ShadowClasses[i]}]++
 			}
 		}
 	}

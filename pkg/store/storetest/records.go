@@ -194,11 +194,11 @@ func testSkips(t *testing.T, open Opener) {
 		{"s", "v1", minute.Add(time.Minute), minute.Add(time.Hour), 0, 0},
 		{"s", "v1", minute.Add(time.Minute), minute.Add(time.Hour + time.Second), 10, 0},
 	} {
-		so, d, err := s.SkipCounts(context.Background(), tt.shadow, tt.version, tt.from, tt.to)
+		sk, err := s.SkipCounts(context.Background(), tt.shadow, tt.version, tt.from, tt.to)
 		if err != nil {
 			t.Fatal(err)
 		}
-		assertEqual(t, fmt.Sprintf("SkipCounts(%s, %s, %v, %v)", tt.shadow, tt.version, tt.from, tt.to), [2]int64{so, d}, [2]int64{tt.sampledOut, tt.dropped})
+		assertEqual(t, fmt.Sprintf("SkipCounts(%s, %s, %v, %v)", tt.shadow, tt.version, tt.from, tt.to), [3]int64{sk.SampledOut, sk.Dropped, sk.Reasons[understudy.DropShed]}, [3]int64{tt.sampledOut, tt.dropped, tt.dropped})
 	}
 	assertEqual(t, "skips written", st.Stats().Skips.Written, 6)
 }

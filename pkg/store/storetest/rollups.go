@@ -293,45 +293,11 @@ func testAccuracy(t *testing.T, open Opener) {
 	g := generate(t, st, 2000)
 	ctx := context.Background()
 	s := snapshot(t, st)
-	predTime := map[string]time.Time{}
-	for _, p := range g.preds {
-		predTime[p.ID] = p.Time
-	}
 	// The windows long enough to hold labels.
 	for _, w := range []struct{ from, to time.Time }{windows[0], windows[1], windows[2], windows[6], windows[7]} {
 		for _, shadow := range []string{"a", "b"} {
 			t.Run(fmt.Sprintf("%s %s", shadow, window(w.from, w.to)), func(t *testing.T) {
-				var want store.AccuracyCounts
-				for _, r := range g.runs {
-					l, ok := g.labels[r.RequestID]
-					if r.Shadow != shadow || !ok || r.Status != understudy.StatusOK || !in(predTime[r.RequestID], w.from, w.to) {
-						continue
-					}
-					c := &r.Compare
-					want.Labelled++
-					if l != math.Round(l) {
-						want.NonIntegral++
-					}
-					pc, sc := c.PrimaryClass, c.ShadowClass
-					if pc == nil || sc == nil {
-						want.NoClass++
-					}
-					pr, sr := pc != nil && float64(*pc) == l, sc != nil && float64(*sc) == l
-					want.PrimaryCorrect += b2i(pr)
-					want.ShadowCorrect += b2i(sr)
-					if pc != nil && sc != nil {
-						want.B += b2i(pr && !sr)
-						want.C += b2i(!pr && sr)
-					}
-					if c.PrimaryScore != nil && c.ShadowScore != nil {
-						pe, se := math.Abs(*c.PrimaryScore-l), math.Abs(*c.ShadowScore-l)
-						want.Scored++
-						want.PrimaryAbsErr += pe
-						want.ShadowAbsErr += se
-						want.PrimaryCloser += b2i(pe < se)
-						want.ShadowCloser += b2i(se < pe)
-					}
-				}
+				want := g.accuracy(shadow, w.from, w.to)
 				if want.Labelled == 0 {
 					t.Fatal("no labelled pair in the window: the test checks nothing")
 				}
@@ -346,6 +312,48 @@ func testAccuracy(t *testing.T, open Opener) {
 			})
 		}
 	}
+}
+
+// accuracy computes the labelled comparison of shadow's ok runs over the
+// requests whose prediction time is in [from, to), from the labels and
+// comparisons written.
+func (g *generated) accuracy(shadow string, from, to time.Time) store.AccuracyCounts {
+	predTime := map[string]time.Time{}
+	for _, p := range g.preds {
+		predTime[p.ID] = p.Time
+	}
+	var want store.AccuracyCounts
+	for _, r := range g.runs {
+		l, ok := g.labels[r.RequestID]
+		if r.Shadow != shadow || !ok || r.Status != understudy.StatusOK || !in(predTime[r.RequestID], from, to) {
+			continue
+		}
+		c := &r.Compare
+		want.Labelled++
+		if l != math.Round(l) {
+			want.NonIntegral++
+		}
+		pc, sc := c.PrimaryClass, c.ShadowClass
+		if pc == nil || sc == nil {
+			want.NoClass++
+		}
+		pr, sr := pc != nil && float64(*pc) == l, sc != nil && float64(*sc) == l
+		want.PrimaryCorrect += b2i(pr)
+		want.ShadowCorrect += b2i(sr)
+		if pc != nil && sc != nil {
+			want.B += b2i(pr && !sr)
+			want.C += b2i(!pr && sr)
+		}
+		if c.PrimaryScore != nil && c.ShadowScore != nil {
+			pe, se := math.Abs(*c.PrimaryScore-l), math.Abs(*c.ShadowScore-l)
+			want.Scored++
+			want.PrimaryAbsErr += pe
+			want.ShadowAbsErr += se
+			want.PrimaryCloser += b2i(pe < se)
+			want.ShadowCloser += b2i(se < pe)
+		}
+	}
+	return want
 }
 
 func b2i(b bool) int64 {

@@ -24,8 +24,15 @@ import (
 
 // Opener opens a fresh, empty store for one test and closes it when the
 // test ends (tb.Cleanup). The store must use the real clock, keep inputs of
-// a few hundred bytes, and apply no retention on its own.
+// a few hundred bytes but not of 2 MiB, and apply no retention on its own.
 type Opener func(tb testing.TB) store.Store
+
+// Reopener makes a fresh, empty database for one test and returns open,
+// which opens a store on it, the same database at every call, as Opener
+// would: for the tests of what survives a restart. The test closes each
+// store before it opens the next; those it leaves open are closed when it
+// ends.
+type Reopener func(tb testing.TB) (open func() store.Store)
 
 // Run runs the suite against the stores open returns, each test on a store
 // of its own.
@@ -54,8 +61,28 @@ func Run(t *testing.T, open Opener) {
 		{"SnapshotIsolation", testSnapshotIsolation},
 		{"Served", testServed},
 		{"Close", testClose},
+		{"OriginRoundTrip", testOriginRoundTrip},
+		{"OriginRollups", testOriginRollups},
+		{"Backlog", testBacklog},
+		{"Drops", testDrops},
+		{"StoredInputs", testStoredInputs},
+		{"RecentInputs", testRecentInputs},
+		{"RetentionBacklog", testRetentionBacklog},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, open) })
+	}
+}
+
+// RunReopen runs the tests that close a store and open its database
+// again, each on a database of its own.
+func RunReopen(t *testing.T, reopen Reopener) {
+	for _, tt := range []struct {
+		name string
+		test func(*testing.T, Reopener)
+	}{
+		{"History", testHistoryReopen},
+	} {
+		t.Run(tt.name, func(t *testing.T) { tt.test(t, reopen) })
 	}
 }
 

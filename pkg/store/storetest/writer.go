@@ -54,7 +54,8 @@ func testRetention(t *testing.T, open Opener) {
 				assertEqual(t, fmt.Sprintf("shadow result %d kept", i), r != nil && len(r.Shadows) == 1, kept)
 			}
 			s := snapshot(t, st)
-			so, _, err := s.SkipCounts(ctx, "iris-v2", "ba9876543210", time.Time{}, time.Time{})
+			sk, err := s.SkipCounts(ctx, "iris-v2", "ba9876543210", time.Time{}, time.Time{})
+			so := sk.SampledOut
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +165,8 @@ func testConcurrentWriters(t *testing.T, open Opener) {
 	if err != nil || len(sums) != 1 || sums[0].Total.Pairs != n || sums[0].Total.Latency.Total != n {
 		t.Fatalf("summaries %v, %v; want one of %d pairs", len(sums), err, n)
 	}
-	so, dropped, err := s.SkipCounts(ctx, "iris-v2", "ba9876543210", time.Time{}, time.Time{})
+	sk, err := s.SkipCounts(ctx, "iris-v2", "ba9876543210", time.Time{}, time.Time{})
+	so, dropped := sk.SampledOut, sk.Dropped
 	if err != nil || so != n || dropped != 2*n {
 		t.Errorf("skips %d, %d, %v; want %d, %d", so, dropped, err, n, 2*n)
 	}
