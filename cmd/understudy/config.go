@@ -109,6 +109,22 @@ type Config struct {
 	// ShedAt is how many of the primary's requests in flight count as busy
 	// (UNDERSTUDY_SHED_AT, default 0: shedAt of the cores and workers).
 	ShedAt int
+	// ShedDelay, if positive, sheds a shadow job by its queue delay
+	// instead of by the requests in flight (UNDERSTUDY_SHED_DELAY); see
+	// shadow.Config.MaxQueueDelay.
+	ShedDelay time.Duration
+	// BackfillBacklog bounds the shed shadow jobs deferred into the store
+	// for backfill (UNDERSTUDY_BACKFILL_BACKLOG, default 100000; 0 drops
+	// them instead).
+	BackfillBacklog int64
+	// BackfillMaxAge drops deferred jobs older than this (UNDERSTUDY_BACKFILL_MAX_AGE, default 24h).
+	BackfillMaxAge time.Duration
+	// BackfillIdle is how long the server must be idle before backfill and
+	// backtests run (UNDERSTUDY_BACKFILL_IDLE, default 100ms).
+	BackfillIdle time.Duration
+	// BacktestRows is how many of the newest stored requests a newly
+	// loaded shadow runs on (UNDERSTUDY_BACKTEST_ROWS, default 10000; 0: off).
+	BacktestRows int
 	// ReportToken guards /report and /api/* (UNDERSTUDY_REPORT_TOKEN; empty: public).
 	ReportToken string
 	// AdminToken enables the admin endpoints (UNDERSTUDY_ADMIN_TOKEN; empty: disabled).
@@ -152,6 +168,10 @@ func NewMain() *Main {
 			DrainTimeout:     10 * time.Second,
 			Settle:           time.Second,
 			ShedWhenBusy:     true,
+			BackfillBacklog:  100_000,
+			BackfillMaxAge:   24 * time.Hour,
+			BackfillIdle:     100 * time.Millisecond,
+			BacktestRows:     10_000,
 			Rescan:           5 * time.Second,
 		},
 		Log: zerolog.New(os.Stderr).With().Timestamp().Logger(),
@@ -195,6 +215,11 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
 	fs.BoolVar(&c.ShedWhenBusy, "shed-when-busy", c.ShedWhenBusy, "drop shadow jobs while the primary's requests fill the cores the shadow workers leave it")
 	fs.IntVar(&c.ShedAt, "shed-at", c.ShedAt, "requests in flight at which --shed-when-busy drops shadow jobs; 0: cores minus shadow workers, at least 1")
+	fs.DurationVar(&c.ShedDelay, "shed-delay", c.ShedDelay, "shed a shadow job only once its request is this old when a worker takes it, instead of by --shed-at (0: by --shed-at)")
+	fs.Int64Var(&c.BackfillBacklog, "backfill-backlog", c.BackfillBacklog, "shed shadow jobs deferred into the store and run when the server is idle; beyond this many pending they are dropped (0: drop at once)")
+	fs.DurationVar(&c.BackfillMaxAge, "backfill-max-age", c.BackfillMaxAge, "deferred shadow jobs older than this are dropped instead of run")
+	fs.DurationVar(&c.BackfillIdle, "backfill-idle", c.BackfillIdle, "how long the server must be idle (no request, no queued shadow job) before backfill and backtests run")
+	fs.IntVar(&c.BacktestRows, "backtest-rows", c.BacktestRows, "newest stored requests a newly loaded shadow is run on at once (0: no backtest)")
 	fs.StringVar(&c.ReportToken, "report-token", c.ReportToken, "bearer token for /report and /api/* (empty: public); a browser may open /report?token=… once")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for promote, rollback and shadow settings (empty: disabled)")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "how long a new or changed model file must stay unchanged before it is loaded")
@@ -219,6 +244,9 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 		{"drain-timeout", c.DrainTimeout, true},
 		{"settle", c.Settle, true},
 		{"rescan", c.Rescan, false},
+		{"shed-delay", c.ShedDelay, true},
+		{"backfill-max-age", c.BackfillMaxAge, false},
+		{"backfill-idle", c.BackfillIdle, false},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
 			return fmt.Errorf("--%s %v: want a positive duration, e.g. 5s", d.flag, d.v)
@@ -232,6 +260,12 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	}
 	if c.StoreBufferRows <= 0 {
 		return fmt.Errorf("--store-buffer-rows %d: want a positive number of rows", c.StoreBufferRows)
+	}
+	if c.BackfillBacklog < 0 {
+		return fmt.Errorf("--backfill-backlog %d: want 0 (drop shed jobs) or a number of jobs", c.BackfillBacklog)
+	}
+	if c.BacktestRows < 0 {
+		return fmt.Errorf("--backtest-rows %d: want 0 (off) or a number of requests", c.BacktestRows)
 	}
 	if c.ShedAt < 0 {
 		return fmt.Errorf("--shed-at %d: want 0 (cores minus shadow workers) or a number of requests", c.ShedAt)

@@ -422,10 +422,11 @@ func TestRuntimeFollowsShadows(t *testing.T) {
 	copyModel(t, filepath.Join("..", "..", "models", "iris-v2.onnx"), filepath.Join(dir, "iris-v2.onnx"))
 	waitFor(t, m.URL(), "iris-v2 as a shadow", func(ms []modelView) bool { return find(ms, "iris-v2", "shadow") != nil })
 	// Three workers and the store's thread for shadow results.
-	check("one shadow", base+4, 1400) // 400 + 2.5 × 400
+	// Three workers, the store's thread and the backfill thread.
+	check("one shadow", base+5, 1400) // 400 + 2.5 × 400
 	copyModel(t, filepath.Join("..", "..", "models", "iris-v2.onnx"), filepath.Join(dir, "iris-v3.onnx"))
 	waitFor(t, m.URL(), "iris-v3 as a shadow", func(ms []modelView) bool { return find(ms, "iris-v3", "shadow") != nil })
-	check("two shadows", base+4, 2400)
+	check("two shadows", base+5, 2400)
 	os.Remove(filepath.Join(dir, "iris-v2.onnx"))
 	os.Remove(filepath.Join(dir, "iris-v3.onnx"))
 	waitFor(t, m.URL(), "the shadows gone", func(ms []modelView) bool { return find(ms, "iris-v2", "") == nil && find(ms, "iris-v3", "") == nil })

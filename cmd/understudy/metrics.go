@@ -14,6 +14,7 @@ import (
 
 func (m *Main) registerGauges() {
 	m.metrics.GaugeFunc("understudy_shadow_queue_depth", "Shadow jobs waiting for a worker.", func() float64 { return float64(m.mirror.QueueDepth()) })
+	m.metrics.GaugeFunc("understudy_shadow_backlog_pending", "Shadow jobs deferred into the store's backlog, waiting for the server to be idle to be backfilled.", func() float64 { return float64(m.mirror.Pending()) })
 	m.metrics.GaugeFunc("understudy_store_queue_depth", "Rows waiting for the store's writer.", func() float64 { return float64(m.store.Stats().QueueDepth) })
 	tables := map[string]func(store.Stats) store.TableStats{
 		"predictions":    func(s store.Stats) store.TableStats { return s.Predictions },

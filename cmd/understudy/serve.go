@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -59,6 +60,9 @@ type Main struct {
 	watchDone chan struct{}
 	reg       *registry.Registry
 	mirror    *shadow.Mirror
+	// backtests is the mirror, for the registry's events, which start
+	// before it exists.
+	backtests atomic.Pointer[shadow.Mirror]
 	serving   *serving.Service
 	metrics   *metrics.Metrics
 	srv       *http.Server
@@ -142,6 +146,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.reg.OnEvent = func(ev understudy.Event) {
 		m.lifecycleDo(func(ctx context.Context) error { return m.store.RecordEvent(ctx, ev) })
+		// A new shadow, or a new version, runs on the stored traffic.
+		if mr := m.backtests.Load(); mr != nil && ev.Kind == understudy.EventLoaded {
+			mr.Backtest(understudy.ModelRef{Name: ev.Model, Version: ev.Version})
+		}
 	}
 	m.reg.OnDeploy = m.deploys.save
 	m.reg.OnModel = func(info understudy.ModelInfo) {
@@ -150,6 +158,10 @@ func (m *Main) Run(ctx context.Context) error {
 	// The shadow workers, and the store's thread for shadow results.
 	extra := c.ShadowWorkers
 	if m.storeThread {
+		extra++
+	}
+	// And the thread that backfills and backtests.
+	if c.BackfillBacklog > 0 || c.BacktestRows > 0 {
 		extra++
 	}
 	var t runtimeTuning
@@ -230,9 +242,22 @@ func (m *Main) Run(ctx context.Context) error {
 		busyAt = int64(shedAt(runtime.NumCPU(), c.ShadowWorkers))
 	}
 	busy := func() bool { return c.ShedWhenBusy && m.serving.InFlight() >= busyAt }
-	m.mirror = shadow.New(shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy,
-		Primary: m.reg.AcquirePrimaryModel},
-		m.reg.Shadows, m.store, m.metrics, m.Log.With().Str("component", "shadow").Logger())
+	scfg := shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy,
+		Primary: m.reg.AcquirePrimaryModel, InFlight: m.serving.InFlight,
+		History: m.store, Backlog: c.BackfillBacklog, MaxAge: c.BackfillMaxAge, IdleFor: c.BackfillIdle, BacktestRows: c.BacktestRows,
+		OnBacktest: m.backtested}
+	if c.ShedWhenBusy && c.ShedDelay > 0 {
+		scfg.MaxQueueDelay = c.ShedDelay
+	}
+	m.mirror = shadow.New(scfg, m.reg.Shadows, m.store, m.metrics, m.Log.With().Str("component", "shadow").Logger())
+	m.backtests.Store(m.mirror)
+	// Shadows loaded at start run on the stored traffic too; what they
+	// already have a result for (live, or an earlier backtest cut short by
+	// a restart) is skipped.
+	for _, s := range m.reg.Shadows() {
+		m.mirror.Backtest(s.Ref())
+		s.Release()
+	}
 	m.registerGauges()
 
 	m.ln, err = net.Listen("tcp", c.Addr)
@@ -309,6 +334,22 @@ func (m *Main) onPredict(p *understudy.Prediction) {
 		// Both failed: the canary's pair is still its own failure.
 		m.store.WriteShadowResult(p.CanaryFailure)
 	}
+}
+
+// backtested records what a backtest did as a lifecycle event.
+func (m *Main) backtested(s shadow.BacktestSummary) {
+	if s.Ran == 0 && s.NotBacktestable == 0 && s.Err == nil {
+		// Nothing new: no stored traffic, or a restart with every request
+		// already paired. Not worth an event at every start.
+		return
+	}
+	detail := fmt.Sprintf("ran %d of the newest %d requests of %s in %.1f s; %d already had a result, %d not backtestable (inputs over the input cap)",
+		s.Ran, s.Considered, s.Primary, s.Took.Seconds(), s.Paired, s.NotBacktestable)
+	if s.Err != nil {
+		detail += "; stopped early: " + s.Err.Error()
+	}
+	ev := understudy.Event{Time: time.Now(), Kind: understudy.EventBacktest, Model: s.Shadow.Name, Version: s.Shadow.Version, Actor: "backtest", Detail: detail}
+	m.lifecycleDo(func(ctx context.Context) error { return m.store.RecordEvent(ctx, ev) })
 }
 
 // degraded lists what is wrong while the server still serves.

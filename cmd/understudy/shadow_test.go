@@ -161,7 +161,10 @@ func TestBadShadowsLeavePrimaryAlone(t *testing.T) {
 
 	dbPath := filepath.Join(t.TempDir(), "bad.db")
 	a := startServerWith(t, base, nil, "--primary", "iris-v1")
-	b := startServerWith(t, withBad, nil, "--primary", "iris-v1", "--db", dbPath, "--shadow-timeout", "3ms", "--shadow-workers", "1", "--admin-token", adminToken)
+	// Shed jobs are dropped, not backfilled: the accounting below is of
+	// live runs.
+	b := startServerWith(t, withBad, nil, "--primary", "iris-v1", "--db", dbPath, "--shadow-timeout", "3ms", "--shadow-workers", "1", "--admin-token", adminToken,
+		"--backfill-backlog", "0")
 	// The failing shadow gets a generous timeout of its own, so that a
 	// loaded machine cannot turn its errors into timeouts.
 	if r := admin(t, "PUT", b.URL()+"/models/failing", adminToken, []byte(`{"timeout_ms": 10000}`)); r.Status != 200 {
@@ -223,7 +226,7 @@ func TestBadShadowsLeavePrimaryAlone(t *testing.T) {
 func TestMirrorAccounting(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "acct.db")
 	m := startServerWith(t, demoDir(t), nil, "--primary", "iris-v1", "--db", dbPath,
-		"--shadow-sampling", "0.5", "--shadow-queue", "2", "--shadow-workers", "1")
+		"--shadow-sampling", "0.5", "--shadow-queue", "2", "--shadow-workers", "1", "--backfill-backlog", "0")
 	const n, clients = 400, 8
 	var wg sync.WaitGroup
 	for c := range clients {

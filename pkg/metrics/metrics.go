@@ -31,6 +31,9 @@ type Metrics struct {
 	sampledOut *prometheus.CounterVec
 	timeouts   *prometheus.CounterVec
 	commits    *prometheus.HistogramVec
+	deferred   *prometheus.CounterVec
+	dropReason *prometheus.CounterVec
+	offline    *prometheus.CounterVec
 
 	// models lists the loaded models before each scrape, so that their
 	// series exist at 0 from their load and go with their unload.
@@ -79,7 +82,16 @@ func New() *Metrics {
 	// Both outcomes exist at 0 from the start.
 	m.commits.WithLabelValues("ok")
 	m.commits.WithLabelValues("error")
-	reg.MustRegister(m.requests, m.errors, m.latency, m.drops, m.sampledOut, m.timeouts, m.commits)
+	m.deferred = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "understudy_shadow_deferred_total", Help: "Shadow jobs deferred into the backlog instead of dropped, to be backfilled when the server is idle.",
+	}, []string{"model", "version"})
+	m.dropReason = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "understudy_shadow_backlog_dropped_total", Help: "Deferred or backtest jobs finally dropped, by reason (backlog_full, inputs_not_stored, expired, shadow_unloaded, not_backtestable).",
+	}, []string{"model", "version", "reason"})
+	m.offline = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "understudy_shadow_offline_runs_total", Help: "Shadow runs on stored requests, by origin (backfill, backtest) and status.",
+	}, []string{"model", "version", "origin", "status"})
+	reg.MustRegister(m.requests, m.errors, m.latency, m.drops, m.sampledOut, m.timeouts, m.commits, m.deferred, m.dropReason, m.offline)
 	return m
 }
 
@@ -175,7 +187,8 @@ const goneSyncs = 10
 // delete removes every series of a model version.
 func (m *Metrics) delete(md Model) {
 	labels := prometheus.Labels{"model": md.Name, "version": md.Version}
-	for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.latency.MetricVec, m.drops.MetricVec, m.sampledOut.MetricVec, m.timeouts.MetricVec} {
+	for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.latency.MetricVec, m.drops.MetricVec, m.sampledOut.MetricVec, m.timeouts.MetricVec,
+		m.deferred.MetricVec, m.dropReason.MetricVec, m.offline.MetricVec} {
 		v.DeletePartialMatch(labels)
 	}
 }
@@ -205,6 +218,21 @@ func (m *Metrics) Skipped(shadow, version string, sampledOut, dropped int64) {
 	if dropped > 0 {
 		m.drops.WithLabelValues(shadow, version, "shadow").Add(float64(dropped))
 	}
+}
+
+// Deferred implements shadow.Observer.
+func (m *Metrics) Deferred(shadow, version string, n int64) {
+	m.deferred.WithLabelValues(shadow, version).Add(float64(n))
+}
+
+// Dropped implements shadow.Observer.
+func (m *Metrics) Dropped(shadow, version, reason string, n int64) {
+	m.dropReason.WithLabelValues(shadow, version, reason).Add(float64(n))
+}
+
+// OfflineRun implements shadow.Observer.
+func (m *Metrics) OfflineRun(shadow, version, origin, status string) {
+	m.offline.WithLabelValues(shadow, version, origin, status).Inc()
 }
 
 // StoreCommit records one batch the store's writer committed; it has the

@@ -61,7 +61,7 @@ func (m *Mirror) dropCandidate(p *understudy.Prediction) {
 // answered, stores the pair, and mirrors the request to the other shadows
 // with the primary's answer.
 func (m *Mirror) runPrimary(j job) {
-	if m.base.Err() != nil || (m.cfg.Busy != nil && m.cfg.Busy()) {
+	if m.base.Err() != nil || m.shedding(j.pred) {
 		m.dropCandidate(j.pred)
 		return
 	}

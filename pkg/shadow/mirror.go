@@ -56,6 +56,31 @@ type Config struct {
 	// Primary, if set, returns the primary, acquired: for a request a
 	// canary answered, the primary runs off the path as its shadow.
 	Primary func() (*registry.Model, bool)
+	// MaxQueueDelay, if positive, replaces Busy by admission by queue
+	// delay: a worker sheds a job only if the request it mirrors is older
+	// than this when the worker takes it (the primary's own latency
+	// aside). With idle-class workers a job waits only while the primary
+	// uses the cores, so the delay measures the primary's load, and a
+	// shadow uses every cycle the primary leaves idle.
+	MaxQueueDelay time.Duration
+
+	// Lossless shadowing (offline.go). History, with Backlog > 0, defers
+	// the jobs that shedding, a full queue or shutdown would drop into
+	// the store's backlog, at most Backlog of them pending; a backfill
+	// worker runs them once the server has been idle for IdleFor, and
+	// drops those older than MaxAge. With BacktestRows > 0, a shadow
+	// that Backtest names runs on the newest BacktestRows stored
+	// requests of the primary. InFlight counts the primary's requests in
+	// flight, for telling when the server is idle.
+	History      understudy.History
+	Backlog      int64
+	MaxAge       time.Duration
+	IdleFor      time.Duration
+	BacktestRows int
+	InFlight     func() int64
+	// OnBacktest, if set, is told what each backtest did, on the worker's
+	// thread.
+	OnBacktest func(BacktestSummary)
 }
 
 // DefaultWorkers is half the cores, at least one.
@@ -65,13 +90,24 @@ func DefaultWorkers() int { return max(1, runtime.NumCPU()/2) }
 // safe for concurrent use.
 type Observer interface {
 	ShadowRun(shadow, version, status string, latency time.Duration)
+	// Skipped counts sampled-out jobs, and jobs dropped for DropShed.
 	Skipped(shadow, version string, sampledOut, dropped int64)
+	// Deferred counts jobs deferred into the backlog.
+	Deferred(shadow, version string, n int64)
+	// Dropped counts deferred or backtest jobs dropped for another reason
+	// (understudy.Drop*).
+	Dropped(shadow, version, reason string, n int64)
+	// OfflineRun counts one run of a backfill or backtest.
+	OfflineRun(shadow, version, origin, status string)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) ShadowRun(string, string, string, time.Duration) {}
 func (nopObserver) Skipped(string, string, int64, int64)            {}
+func (nopObserver) Deferred(string, string, int64)                  {}
+func (nopObserver) Dropped(string, string, string, int64)           {}
+func (nopObserver) OfflineRun(string, string, string, string)       {}
 
 type job struct {
 	pred    *understudy.Prediction
@@ -105,6 +141,11 @@ type Mirror struct {
 	tidsMu sync.Mutex
 	tids   []int
 	niceOK atomic.Bool
+
+	// rotate turns the order in which shadows are offered each request,
+	// so that equal shadows get equal shares of a full queue.
+	rotate atomic.Uint32
+	off    offline
 }
 
 // New returns a started mirror. shadows returns the current shadows, each
@@ -134,6 +175,7 @@ func New(cfg Config, shadows func() []*registry.Model, store understudy.Store, o
 	for range cfg.Workers {
 		<-ready
 	}
+	m.startOffline()
 	if !m.niceOK.Load() && cfg.Nice > 0 {
 		log.Warn().Int("nice", cfg.Nice).Msg("could not lower the priority of shadow worker threads; shadows run at the primary's priority")
 	}
@@ -178,6 +220,7 @@ func Sampled(requestID, shadow string, rate float64) bool {
 // Submit queues a successful primary prediction for every shadow that
 // samples it. It never blocks: a full queue drops the job and counts it.
 func (m *Mirror) Submit(p *understudy.Prediction, primaryOutputs []understudy.TensorInfo) {
+	m.off.activity.Add(1)
 	if p.Canary != "" {
 		m.submitCanary(p)
 		return
@@ -192,7 +235,16 @@ func (m *Mirror) submit(p *understudy.Prediction, primaryOutputs []understudy.Te
 	if m.closed {
 		return
 	}
-	for _, s := range m.shadows() {
+	shadows := m.shadows()
+	// Each shadow is offered first in turn, so that a queue that fills
+	// up, or a worker that sheds by queue delay, does not always turn the
+	// same shadow away: equal shadows get equal shares.
+	n, k := len(shadows), 0
+	if n > 1 {
+		k = int(m.rotate.Add(1) % uint32(n))
+	}
+	for i := range n {
+		s := shadows[(i+k)%n]
 		set := s.Settings()
 		if set.Paused || s.Name == skip {
 			s.Release()
@@ -206,7 +258,7 @@ func (m *Mirror) submit(p *understudy.Prediction, primaryOutputs []understudy.Te
 		select {
 		case m.queue <- job{pred: p, outputs: primaryOutputs, model: s}:
 		default:
-			m.skip(s, p.Time, 0, 1)
+			m.shed(s, p)
 			s.Release()
 		}
 	}
@@ -226,16 +278,7 @@ func (m *Mirror) worker(ready chan<- struct{}) {
 	// exits takes its thread with it.
 	runtime.LockOSThread()
 	tid := unix.Gettid()
-	if m.cfg.Idle {
-		attr := unix.SchedAttr{Policy: unix.SCHED_IDLE}
-		if err := unix.SchedSetAttr(tid, &attr, 0); err == nil {
-			m.niceOK.Store(true)
-		}
-	} else if m.cfg.Nice > 0 {
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, m.cfg.Nice); err == nil {
-			m.niceOK.Store(true)
-		}
-	}
+	m.lowerPriority(tid)
 	m.tidsMu.Lock()
 	m.tids = append(m.tids, tid)
 	m.tidsMu.Unlock()
@@ -281,6 +324,21 @@ func (m *Mirror) worker(ready chan<- struct{}) {
 	}
 }
 
+// lowerPriority puts the calling thread, whose id is tid, in the idle class
+// or at the configured niceness.
+func (m *Mirror) lowerPriority(tid int) {
+	if m.cfg.Idle {
+		attr := unix.SchedAttr{Policy: unix.SCHED_IDLE}
+		if err := unix.SchedSetAttr(tid, &attr, 0); err == nil {
+			m.niceOK.Store(true)
+		}
+	} else if m.cfg.Nice > 0 {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, m.cfg.Nice); err == nil {
+			m.niceOK.Store(true)
+		}
+	}
+}
+
 // drain runs what is left in the queue once the mirror is closing.
 func (m *Mirror) drain() {
 	for {
@@ -299,13 +357,9 @@ func (m *Mirror) handle(j job) {
 		m.runPrimary(j)
 		return
 	}
-	if m.base.Err() != nil {
-		// Past the drain deadline: recorded as dropped, not run.
-		m.skip(j.model, j.pred.Time, 0, 1)
-		return
-	}
-	if m.cfg.Busy != nil && m.cfg.Busy() {
-		m.skip(j.model, j.pred.Time, 0, 1)
+	if m.base.Err() != nil || m.shedding(j.pred) {
+		// Past the drain deadline, or shed: deferred, or else dropped.
+		m.shed(j.model, j.pred)
 		return
 	}
 	set := j.model.Settings()
@@ -326,12 +380,13 @@ func (m *Mirror) handle(j job) {
 		res.Latency = wall
 	}
 	res.Time = time.Now()
+	res.Origin = understudy.OriginLive
 	switch {
 	case err == nil:
 		res.Status, res.Outputs = understudy.StatusOK, out
 		res.Compare = understudy.Compare(j.outputs, j.pred.Outputs, out)
 	case m.base.Err() != nil:
-		m.skip(j.model, j.pred.Time, 0, 1)
+		m.shed(j.model, j.pred)
 		return
 	case errors.Is(err, context.DeadlineExceeded):
 		res.Status, res.Error = understudy.StatusTimeout, fmt.Sprintf("terminated after the %v timeout", set.Timeout)
@@ -374,6 +429,7 @@ func (m *Mirror) Close(ctx context.Context) error {
 	m.closed = true
 	m.mu.Unlock()
 	close(m.draining)
+	m.stopOffline()
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
 	select {

@@ -140,6 +140,9 @@ const (
 	EventFileRemoved  = "file_removed"
 	EventSettings     = "settings"
 	EventFallback     = "primary_fallback"
+	// EventBacktest: a shadow version was run on stored traffic; the
+	// detail says how many requests and how long.
+	EventBacktest = "backtest"
 )
 
 // Event is one thing that happened to a model, for GET /events and the report.
