@@ -33,8 +33,9 @@ const operationsDoc = "docs/operations.md"
 // The headings of docs/operations.md under which each command's flags are
 // listed, and which its other --flags are checked against.
 const (
-	serveHeading  = "### `understudy serve`"
-	replayHeading = "### `understudy replay`"
+	serveHeading    = "### `understudy serve`"
+	replayHeading   = "### `understudy replay`"
+	backtestHeading = "### `understudy backtest`"
 )
 
 // nonFlagEnv are UNDERSTUDY_* variables the docs may name that are not
@@ -90,6 +91,15 @@ func replayFlags(t *testing.T) map[string]bool {
 		t.Fatalf("replay -h: %v, want the usage error", err)
 	}
 	return flagsFromUsage(t, "understudy replay", buf.String())
+}
+
+func backtestFlags(t *testing.T) map[string]bool {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := parseBacktest([]string{"-h"}, &buf); !errors.Is(err, errUsage) {
+		t.Fatalf("backtest -h: %v, want the usage error", err)
+	}
+	return flagsFromUsage(t, "understudy backtest", buf.String())
 }
 
 // envName is the environment variable ff reads for a flag under prefix.
@@ -179,17 +189,27 @@ func lineOf(text string, offset int) int {
 // `understudy serve`, or of `understudy replay` in the replay section of
 // docs/operations.md, the one place that lists replay's flags.
 func TestDocsFlagsExist(t *testing.T) {
-	serve, replay := serveFlags(t), replayFlags(t)
+	serve, replay, backtest := serveFlags(t), replayFlags(t), backtestFlags(t)
+	// Outside the commands' own sections a flag may be serve's or
+	// backtest's: the README shows both.
+	either := map[string]bool{}
+	for f := range serve {
+		either[f] = true
+	}
+	for f := range backtest {
+		either[f] = true
+	}
 	for _, d := range docs(t) {
 		type part struct {
 			text  string
 			flags map[string]bool
 			what  string
 		}
-		parts := []part{{d.text, serve, "understudy serve"}}
+		parts := []part{{d.text, either, "understudy serve or backtest"}}
 		if d.path == operationsDoc {
 			in, out := section(t, d.text, replayHeading)
-			parts = []part{{out, serve, "understudy serve"}, {in, replay, "understudy replay"}}
+			bt, rest := section(t, out, backtestHeading)
+			parts = []part{{rest, serve, "understudy serve"}, {in, replay, "understudy replay"}, {bt, backtest, "understudy backtest"}}
 		}
 		for _, p := range parts {
 			for _, m := range docFlag.FindAllStringSubmatchIndex(p.text, -1) {
@@ -209,12 +229,14 @@ func TestDocsEveryFlagDocumented(t *testing.T) {
 	text := readDoc(t, operationsDoc)
 	serveSection, _ := section(t, text, serveHeading)
 	replaySection, _ := section(t, text, replayHeading)
+	backtestSection, _ := section(t, text, backtestHeading)
 	for _, c := range []struct {
 		what, section, envPrefix string
 		flags                    map[string]bool
 	}{
 		{"understudy serve", serveSection, "UNDERSTUDY", serveFlags(t)},
 		{"understudy replay", replaySection, "", replayFlags(t)},
+		{"understudy backtest", backtestSection, "", backtestFlags(t)},
 	} {
 		for _, name := range sortedKeys(c.flags) {
 			var row string
@@ -239,12 +261,15 @@ func TestDocsEveryFlagDocumented(t *testing.T) {
 // UNDERSTUDY_REPLAY_ + a replay flag), or a known variable that some file
 // really reads.
 func TestDocsEnvVars(t *testing.T) {
-	known := map[string]bool{"UNDERSTUDY_REPLAY_": true} // the prefix, as a prefix
+	known := map[string]bool{"UNDERSTUDY_REPLAY_": true, "UNDERSTUDY_BACKTEST_": true} // the prefixes, as prefixes
 	for f := range serveFlags(t) {
 		known[envName("UNDERSTUDY", f)] = true
 	}
 	for f := range replayFlags(t) {
 		known[envName("UNDERSTUDY_REPLAY", f)] = true
+	}
+	for f := range backtestFlags(t) {
+		known[envName("UNDERSTUDY_BACKTEST", f)] = true
 	}
 	for name, file := range nonFlagEnv {
 		if !regexp.MustCompile(`\b` + name + `\b`).MatchString(readDoc(t, file)) {

@@ -28,6 +28,10 @@ func main() {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "understudy:", err)
 		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
@@ -40,6 +44,8 @@ Usage:
   understudy serve [flags]    serve the models in --models-dir
   understudy replay [flags] FILE
                               send a CSV or JSON-lines file's rows to a running server
+  understudy backtest [flags] CANDIDATE.onnx
+                              judge a model on stored traffic; exit 0 if ready, 1 if not, 2 on bad input
   understudy version          print the version and the ONNX Runtime version
   understudy help             this text
 
@@ -69,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return m.Close()
 	case "replay":
 		return runReplay(ctx, args[1:], stdout, stderr)
+	case "backtest":
+		return runBacktest(ctx, args[1:], stdout, stderr)
 	case "version":
 		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
