@@ -170,9 +170,7 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if cand.Name == primary {
-		return badInput("the candidate is named %q like the primary; rename its file", cand.Name)
-	}
+
 	if err := registry.Compatible(sig, lm.Signature); err != nil {
 		return badInput("the candidate cannot take the primary's inputs: %v", err)
 	}

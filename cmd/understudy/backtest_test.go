@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/understudy-ml/understudy/internal/pgtest"
 	"github.com/understudy-ml/understudy/pkg/onnxbuild"
 )
 
@@ -134,5 +135,50 @@ func TestBacktestCommand(t *testing.T) {
 			t.Fatalf("--store: the server's report shows %+v", sr)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Ensure understudy backtest reads a PostgreSQL store that a running
+// server writes, with the same verdicts and the labels joined, and stores
+// its pairs there with --store.
+func TestBacktestCommandPostgres(t *testing.T) {
+	db := pgtest.URL(t)
+	dir := t.TempDir()
+	demoModel(t, "iris-v1", dir, "iris-v1")
+	m := startServerWith(t, dir, nil, "--primary", "iris-v1", "--db", db)
+	defer m.Close()
+	ids, _, _ := labelledHistory(t, m.URL(), 1)
+	if err := m.store.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cands := t.TempDir()
+	same := filepath.Join(cands, "iris-same.onnx")
+	copyModel(t, filepath.Join(dir, "iris-v1.onnx"), same)
+	random := filepath.Join(cands, "iris-random.onnx")
+	if err := onnxbuild.RandomMLP(7, 4, []int{8}, 3).Model("random").WriteFile(random); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"backtest", "--db", db, "--ort-lib", ortLib()}
+	if code, _, stderr := runCLI(t, append(base, random)...); code != 1 {
+		t.Errorf("random candidate: exit %d, want 1: %s", code, stderr)
+	}
+	code, stdout, stderr := runCLI(t, append(base, "--json", "--store", same)...)
+	if code != 0 {
+		t.Fatalf("same model: exit %d, want 0: %s", code, stderr)
+	}
+	var res backtestResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Ran != len(ids) || res.Report.Accuracy == nil || res.Report.Accuracy.Labelled != int64(len(ids)) {
+		t.Errorf("ran %d of %d, accuracy %+v", res.Ran, len(ids), res.Report.Accuracy)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if sr := shadowReport(t, m.URL(), "iris-same", ""); sr != nil && sr.Traffic.Backtest == int64(len(ids)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stored backtest pairs do not show in the server's report")
+		}
 	}
 }

@@ -318,8 +318,10 @@ func (m *Mirror) runBacktest(ctx context.Context, ref understudy.ModelRef) {
 		return
 	}
 	primary, outputs := pm.Name, pm.Signature.Outputs
+	serving := pm.Ref()
 	pm.Release()
-	if ref.Name == primary {
+	// A new version of the primary's own file is a shadow like any other.
+	if ref == serving {
 		return
 	}
 	sum := BacktestSummary{Shadow: ref, Primary: primary}
