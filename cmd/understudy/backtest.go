@@ -324,7 +324,7 @@ func printBacktest(w io.Writer, r *backtestResult) {
 	}
 	l := sr.Latency
 	fmt.Fprintf(w, "  latency      p50 %s vs %s, p99 %s vs %s (candidate's CPU time per run, offline; primary's as served)\n",
-		micros(l.ShadowP50), micros(l.PrimaryP50), micros(l.ShadowP99), micros(l.PrimaryP99))
+		report.Micros(l.ShadowP50), report.Micros(l.PrimaryP50), report.Micros(l.ShadowP99), report.Micros(l.PrimaryP99))
 	d := sr.Drift
 	if d.PSI != nil {
 		fmt.Fprintf(w, "  drift        PSI %.4f of the predicted classes\n", *d.PSI)
@@ -332,17 +332,6 @@ func printBacktest(w io.Writer, r *backtestResult) {
 	if d.KSD != nil && d.KSP != nil {
 		fmt.Fprintf(w, "  scores       KS D = %.4f, p = %.4g over %d pairs\n", *d.KSD, *d.KSP, d.KSSamples)
 	}
-}
-
-// micros formats microseconds.
-func micros(us float64) string {
-	switch {
-	case us >= 1e6:
-		return fmt.Sprintf("%.3g s", us/1e6)
-	case us >= 1e3:
-		return fmt.Sprintf("%.3g ms", us/1e3)
-	}
-	return fmt.Sprintf("%.3g µs", us)
 }
 
 // runCandidate runs the candidate on one stored request, as a backtest pair

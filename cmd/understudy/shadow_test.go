@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -227,21 +226,8 @@ func TestMirrorAccounting(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "acct.db")
 	m := startServerWith(t, demoDir(t), nil, "--primary", "iris-v1", "--db", dbPath,
 		"--shadow-sampling", "0.5", "--shadow-queue", "2", "--shadow-workers", "1", "--backfill-backlog", "0")
-	const n, clients = 400, 8
-	var wg sync.WaitGroup
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := c; i < n; i += clients {
-				r := testRequest(t, "POST", m.URL()+"/predict", rowBody(fmt.Sprintf("a-%d", i), []float32{5, 3, float32(i%7) + 1, 1}))
-				if r.Status != 200 {
-					t.Errorf("predict: %d", r.Status)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	const n = 400
+	burst(t, m.URL(), "a", n, 8)
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}

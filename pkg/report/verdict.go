@@ -57,10 +57,10 @@ func verdict(sr *ShadowReport, th Thresholds) Verdict {
 		add("latency", false, "no latencies of ok %s pairs with the primary's latency", o)
 	case o == understudy.OriginLive:
 		add("latency", l.RatioP99 <= th.MaxLatencyRatio, "p99 %s vs primary %s over %d live pairs: ratio %.3f (need at most %.3f)",
-			micros(l.ShadowP99), micros(l.PrimaryP99), l.N, l.RatioP99, th.MaxLatencyRatio)
+			Micros(l.ShadowP99), Micros(l.PrimaryP99), l.N, l.RatioP99, th.MaxLatencyRatio)
 	default:
 		add("latency", l.RatioP99 <= th.MaxLatencyRatio, "p99 %s vs primary %s over %d %s pairs: ratio %.3f (need at most %.3f); the latencies are offline CPU times per run on stored traffic, not live ones",
-			micros(l.ShadowP99), micros(l.PrimaryP99), l.N, o, l.RatioP99, th.MaxLatencyRatio)
+			Micros(l.ShadowP99), Micros(l.PrimaryP99), l.N, o, l.RatioP99, th.MaxLatencyRatio)
 	}
 
 	if t.Mirrored == 0 {
@@ -103,8 +103,8 @@ func significantlyBetter(a *Accuracy, th Thresholds) bool {
 	return a != nil && !a.Numeric && a.Compared >= MinLabelled && a.ShadowAcc > a.PrimaryAcc && a.McNemarP < th.Alpha
 }
 
-// micros formats a latency in microseconds for a check's detail.
-func micros(us float64) string {
+// Micros formats a latency in microseconds for people: µs, ms or s.
+func Micros(us float64) string {
 	switch {
 	case us >= 1e6:
 		return fmt.Sprintf("%.3g s", us/1e6)

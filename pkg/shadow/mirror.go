@@ -362,41 +362,52 @@ func (m *Mirror) handle(j job) {
 		m.shed(j.model, j.pred)
 		return
 	}
-	set := j.model.Settings()
-	ctx, cancel := context.WithTimeout(m.base, set.Timeout)
-	defer cancel()
 	res := &understudy.ShadowResult{RequestID: j.pred.ID, Shadow: j.model.Name, Version: j.model.Version, Primary: j.pred.Model, PrimaryVersion: j.pred.Version, PrimaryLatency: j.pred.Latency,
-		ServedBy: j.pred.ServedBy}
+		ServedBy: j.pred.ServedBy, Origin: understudy.OriginLive}
+	if !run(m.base, j.model, j.pred.Inputs, j.outputs, j.pred.Outputs, res) {
+		m.shed(j.model, j.pred)
+		return
+	}
+	res.Time = time.Now()
+	if m.store != nil {
+		m.store.WriteShadowResult(res)
+	}
+	m.obs.ShadowRun(res.Shadow, res.Version, res.Status, res.Latency)
+}
+
+// run runs a shadow on inputs, within its timeout and until base ends, and
+// fills res with the outcome: its latency, outputs and comparison with the
+// primary's outputs (ordered by order), or its error. It reports false,
+// filling nothing, when the run failed because base ended.
+func run(base context.Context, s *registry.Model, inputs map[string]*understudy.Tensor, order []understudy.TensorInfo, primary map[string]*understudy.Tensor, res *understudy.ShadowResult) bool {
+	set := s.Settings()
+	ctx, cancel := context.WithTimeout(base, set.Timeout)
+	defer cancel()
 	var stats understudy.RunStats
 	start := time.Now()
-	out, err := safeRun(understudy.WithRunStats(ctx, &stats), j.model.Runner, j.model.Signature, j.pred.Inputs)
+	out, err := safeRun(understudy.WithRunStats(ctx, &stats), s.Runner, s.Signature, inputs)
 	wall := time.Since(start)
+	if err != nil && base.Err() != nil {
+		return false
+	}
 	// A shadow thread runs at idle priority, so its wall time includes
 	// waiting for CPU the primary was using. Its latency is its on-CPU time
 	// instead: with one intra-op thread, what the run would take as the
-	// primary. The timeout above still counts wall time.
+	// primary. The timeout still counts wall time.
 	res.Latency, res.CPU = stats.CPU, stats.CPU
 	if stats.CPU <= 0 {
 		res.Latency = wall
 	}
-	res.Time = time.Now()
-	res.Origin = understudy.OriginLive
 	switch {
 	case err == nil:
 		res.Status, res.Outputs = understudy.StatusOK, out
-		res.Compare = understudy.Compare(j.outputs, j.pred.Outputs, out)
-	case m.base.Err() != nil:
-		m.shed(j.model, j.pred)
-		return
+		res.Compare = understudy.Compare(order, primary, out)
 	case errors.Is(err, context.DeadlineExceeded):
 		res.Status, res.Error = understudy.StatusTimeout, fmt.Sprintf("terminated after the %v timeout", set.Timeout)
 	default:
 		res.Status, res.Error = understudy.StatusError, err.Error()
 	}
-	if m.store != nil {
-		m.store.WriteShadowResult(res)
-	}
-	m.obs.ShadowRun(res.Shadow, res.Version, res.Status, res.Latency)
+	return true
 }
 
 // safeRun runs the shadow on the inputs it declares, turning a panic into an

@@ -2,7 +2,6 @@ package shadow
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -398,32 +397,13 @@ func (m *Mirror) backtestPage(ctx context.Context, ref understudy.ModelRef, page
 // the request's time; it reports whether a result was stored, which it is
 // not when ctx ends during the run.
 func (m *Mirror) runStored(ctx context.Context, s *registry.Model, in *understudy.StoredInput, outputs []understudy.TensorInfo, origin string) bool {
-	set := s.Settings()
-	rctx, cancel := context.WithTimeout(ctx, set.Timeout)
-	defer cancel()
-	var stats understudy.RunStats
-	start := time.Now()
-	out, err := safeRun(understudy.WithRunStats(rctx, &stats), s.Runner, s.Signature, in.Inputs)
-	if ctx.Err() != nil {
-		return false
-	}
-	res := &understudy.ShadowResult{RequestID: in.RequestID, Time: in.Time, Shadow: s.Name, Version: s.Version,
-		Primary: in.Model, PrimaryVersion: in.Version, PrimaryLatency: in.Latency, ServedBy: in.ServedBy, Origin: origin,
-		Latency: stats.CPU, CPU: stats.CPU}
-	if stats.CPU <= 0 {
-		res.Latency = time.Since(start)
-	}
 	if len(outputs) == 0 {
 		outputs = namesOf(in.Outputs)
 	}
-	switch {
-	case err == nil:
-		res.Status, res.Outputs = understudy.StatusOK, out
-		res.Compare = understudy.Compare(outputs, in.Outputs, out)
-	case errors.Is(err, context.DeadlineExceeded):
-		res.Status, res.Error = understudy.StatusTimeout, fmt.Sprintf("terminated after the %v timeout", set.Timeout)
-	default:
-		res.Status, res.Error = understudy.StatusError, err.Error()
+	res := &understudy.ShadowResult{RequestID: in.RequestID, Time: in.Time, Shadow: s.Name, Version: s.Version,
+		Primary: in.Model, PrimaryVersion: in.Version, PrimaryLatency: in.Latency, ServedBy: in.ServedBy, Origin: origin}
+	if !run(ctx, s, in.Inputs, outputs, in.Outputs, res) {
+		return false
 	}
 	if m.store != nil {
 		m.store.WriteShadowResult(res)
