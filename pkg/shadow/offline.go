@@ -329,6 +329,12 @@ func (m *Mirror) runBacktest(ctx context.Context, ref understudy.ModelRef) {
 	h := m.cfg.History
 	for sum.Considered < m.cfg.BacktestRows && sum.Err == nil {
 		q.Limit = min(backtestPage, m.cfg.BacktestRows-sum.Considered)
+		// Reading and decoding a page is work too, and it allocates: it
+		// waits for the idle gate like a run.
+		if !m.waitIdle(ctx) {
+			sum.Err = ctx.Err()
+			break
+		}
 		page, err := h.RecentInputs(ctx, q)
 		if err != nil {
 			sum.Err = err
