@@ -36,7 +36,10 @@ var (
 	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
 	model    = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
 	p99Time  = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
-	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,canary,cost,store,lifecycle,report,soak (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,lossless,canary,cost,store,lifecycle,report,soak (default all)")
+
+	losslessTime = flag.Duration("lossless-time", 90*time.Second, "length of the lossless section's coverage comparison, all its servers together; its backtest and backfill comparisons take half of it each")
+	shedDelays   = flag.String("shed-delays", "5ms,20ms,50ms", "the --shed-delay values the lossless section tries against the old rule")
 
 	floorModel = flag.String("floor-model", "", "internal: run as the floor server for this model")
 	floorAddr  = flag.String("floor-addr", "", "internal: the floor server's address")
@@ -97,6 +100,11 @@ func main() {
 		for _, m := range models {
 			measure(func() error { return benchShadows(m) })
 		}
+	}
+	// The lossless section picks its own models, the medium and tiny MLPs,
+	// whatever -model says: its targets are set on them.
+	if section("lossless") {
+		measure(benchLossless)
 	}
 	if section("canary") {
 		for _, m := range models {

@@ -78,6 +78,11 @@ func benchShadows(m benchModel) error {
 		if err != nil {
 			return err
 		}
+		// The jobs shed at full load are backfilled once the server is
+		// idle: in the next round without shadows, unless waited for here.
+		if err := quiesce(shadowed.url); err != nil {
+			return err
+		}
 		without, with = append(without, a.rate), append(with, b.rate)
 	}
 	maxRate := median(without)
@@ -99,8 +104,11 @@ func benchShadows(m benchModel) error {
 	lo, hi := quantileRatioInterval(roundsA, roundsB, 0.99, latencyBlock)
 	fmt.Printf("p99 ratio 95%% interval, rounds resampled: %.2f–%.2f, so the ≤ 1.15 target is %s by this run\n", lo, hi, verdict(lo, hi, 1.15))
 	fmt.Printf("(%d pairs of %v rounds in ABBA order, resampled in runs of %d)\n", len(roundsA), latencySlice, latencyBlock)
-	fmt.Printf("shadow drop rate: %.1f%% at maximum load (%d dropped, %d run), %.1f%% at the fixed rate\n\n",
+	fmt.Printf("shadow shed rate: %.1f%% at maximum load (%d shed, %d run live), %.1f%% at the fixed rate\n",
 		pct(drops, drops+mirrored), drops, mirrored, pct(drops2-drops, drops2-drops+mirrored2-mirrored))
+	fmt.Printf("(shed jobs are deferred and backfilled when idle, by default: %.0f backfilled, %.0f dropped for good)\n\n",
+		metricSum(shadowed.url, "understudy_shadow_offline_runs_total", "origin", "backfill"),
+		metricSum(shadowed.url, "understudy_shadow_dropped_total")+metricSum(shadowed.url, "understudy_shadow_backlog_dropped_total"))
 	return nil
 }
 
@@ -127,11 +135,16 @@ const latencySlice = 250 * time.Millisecond
 const latencyBlock = 8
 
 // quiesce waits until the server at url has no shadow jobs or rows
-// queued, so that work left from one round does not run in the other
-// server's round: shadow work spilling into the rounds without shadows
-// would hide its own cost.
+// queued and no deferred jobs left to backfill, so that work left from one
+// round does not run in the other server's round: shadow work spilling
+// into the rounds without shadows would hide its own cost. Backfill starts
+// only after the server has been idle for --backfill-idle, so it would
+// otherwise run in exactly the other server's round. A backtest is not
+// waited for: it can take minutes (the lossless section pauses the other
+// server instead).
 func quiesce(url string) error {
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	// A backlog of a few thousand jobs of a large model takes seconds.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		resp, err := http.Get(url + "/metrics")
 		if err != nil {
 			return err
@@ -150,10 +163,10 @@ func quiesce(url string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: queues not empty after 10 s", url)
+	return fmt.Errorf("%s: queues or backlog not empty after 60 s", url)
 }
 
-var queueLine = regexp.MustCompile(`(?m)^understudy_(?:shadow|store)_queue_depth (\S+)$`)
+var queueLine = regexp.MustCompile(`(?m)^understudy_(?:shadow_queue_depth|store_queue_depth|shadow_backlog_pending) (\S+)$`)
 
 // pairedOpenLoop sends the same fixed rate to two servers in short
 // alternating rounds for d in all, A B B A, so that a host that slows or
@@ -199,9 +212,10 @@ func pct(a, b int64) float64 {
 	return 100 * float64(a) / float64(b)
 }
 
-var metricLine = regexp.MustCompile(`(?m)^(understudy_shadow_dropped_total|understudy_model_runs_total)\{([^}]*)\} (\S+)$`)
+var metricLine = regexp.MustCompile(`(?m)^(understudy_shadow_dropped_total|understudy_shadow_deferred_total|understudy_model_runs_total)\{([^}]*)\} (\S+)$`)
 
-// shadowCounts reads dropped and completed shadow jobs from /metrics.
+// shadowCounts reads shed and completed live shadow jobs from /metrics:
+// shed are those dropped or deferred to the backlog.
 func shadowCounts(url string) (dropped, ran int64) {
 	resp, err := http.Get(url + "/metrics")
 	if err != nil {
@@ -212,7 +226,7 @@ func shadowCounts(url string) (dropped, ran int64) {
 	for _, m := range metricLine.FindAllStringSubmatch(string(b), -1) {
 		v, _ := strconv.ParseFloat(m[3], 64)
 		switch {
-		case m[1] == "understudy_shadow_dropped_total":
+		case m[1] != "understudy_model_runs_total":
 			dropped += int64(v)
 		case strings.Contains(m[2], `role="shadow"`):
 			ran += int64(v)
