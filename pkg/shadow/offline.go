@@ -51,6 +51,15 @@ type BacktestSummary struct {
 	Err error
 }
 
+// backtestTask is a backtest asked for: a shadow version, on the requests
+// stored before it was asked for. Later requests are its live traffic, and
+// their shed jobs the backlog's: a backtest that ran them first would turn
+// those jobs into duplicates, offered but never paired.
+type backtestTask struct {
+	ref    understudy.ModelRef
+	before time.Time
+}
+
 type offline struct {
 	// pending is the backlog's size as this process knows it: read from
 	// the store at start, counted up by deferrals and down by runs and
@@ -61,7 +70,7 @@ type offline struct {
 	activity atomic.Uint64
 
 	mu        sync.Mutex
-	backtests []understudy.ModelRef
+	backtests []backtestTask
 
 	wake   chan struct{}
 	cancel context.CancelFunc
@@ -117,8 +126,8 @@ func (m *Mirror) Backtest(ref understudy.ModelRef) {
 		return
 	}
 	m.off.mu.Lock()
-	if !slices.Contains(m.off.backtests, ref) {
-		m.off.backtests = append(m.off.backtests, ref)
+	if !slices.ContainsFunc(m.off.backtests, func(t backtestTask) bool { return t.ref == ref }) {
+		m.off.backtests = append(m.off.backtests, backtestTask{ref: ref, before: time.Now()})
 	}
 	m.off.mu.Unlock()
 	m.signal()
@@ -178,8 +187,8 @@ func (m *Mirror) offlineWorker(ctx context.Context) {
 				continue
 			}
 		}
-		if ref, ok := m.nextBacktest(); ok {
-			m.runBacktest(ctx, ref)
+		if task, ok := m.nextBacktest(); ok {
+			m.runBacktest(ctx, task)
 			continue
 		}
 		select {
@@ -189,15 +198,15 @@ func (m *Mirror) offlineWorker(ctx context.Context) {
 	}
 }
 
-func (m *Mirror) nextBacktest() (understudy.ModelRef, bool) {
+func (m *Mirror) nextBacktest() (backtestTask, bool) {
 	m.off.mu.Lock()
 	defer m.off.mu.Unlock()
 	if len(m.off.backtests) == 0 {
-		return understudy.ModelRef{}, false
+		return backtestTask{}, false
 	}
-	ref := m.off.backtests[0]
+	t := m.off.backtests[0]
 	m.off.backtests = m.off.backtests[1:]
-	return ref, true
+	return t, true
 }
 
 // waitIdle blocks until the server has been idle for IdleFor, and returns
@@ -309,9 +318,10 @@ func (m *Mirror) backfill(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// runBacktest runs a shadow version on the newest BacktestRows stored
-// requests of the primary.
-func (m *Mirror) runBacktest(ctx context.Context, ref understudy.ModelRef) {
+// runBacktest runs a shadow version on the newest BacktestRows requests of
+// the primary stored before the backtest was asked for.
+func (m *Mirror) runBacktest(ctx context.Context, task backtestTask) {
+	ref := task.ref
 	pm, ok := m.primaryModel()
 	if !ok {
 		return
@@ -325,7 +335,7 @@ func (m *Mirror) runBacktest(ctx context.Context, ref understudy.ModelRef) {
 	}
 	sum := BacktestSummary{Shadow: ref, Primary: primary}
 	start := time.Now()
-	q := understudy.InputQuery{Model: primary, PairedWith: ref}
+	q := understudy.InputQuery{Model: primary, PairedWith: ref, Before: task.before}
 	h := m.cfg.History
 	for sum.Considered < m.cfg.BacktestRows && sum.Err == nil {
 		q.Limit = min(backtestPage, m.cfg.BacktestRows-sum.Considered)

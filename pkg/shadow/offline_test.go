@@ -307,3 +307,41 @@ func TestBacktestNewestFirst(t *testing.T) {
 		t.Errorf("drops %v; want one not backtestable", h.drops)
 	}
 }
+
+// Ensure a backtest runs only the requests stored before it was asked for:
+// later ones are the shadow's live traffic, whose shed jobs the backlog
+// owns.
+func TestBacktestStopsAtItsStart(t *testing.T) {
+	s := realModel(t, "s", mlp(2), registry.Settings{Sampling: 1, Timeout: time.Second})
+	primary := realModel(t, "p", mlp(1), registry.Settings{})
+	h, rec := newMemHistory(), newRecorder()
+	now := time.Now()
+	h.store(t, primary, "before", now.Add(-time.Second), []float32{1, 2, 3, 4})
+	var inFlight atomic.Int64
+	inFlight.Store(1) // busy: the backtest waits for idle
+	done := make(chan shadow.BacktestSummary, 1)
+	m := shadow.New(shadow.Config{Workers: 1, History: h, BacktestRows: 10, IdleFor: time.Millisecond, InFlight: inFlight.Load,
+		Primary:    func() (*registry.Model, bool) { return primary, primary.Acquire() },
+		OnBacktest: func(s shadow.BacktestSummary) { done <- s }},
+		acquireAll(s), rec, nil, zerolog.Nop())
+	defer m.Close(context.Background())
+	m.Backtest(s.Ref())
+	time.Sleep(20 * time.Millisecond)
+	// A request served after the shadow arrived, stored while the
+	// backtest waits.
+	h.store(t, primary, "after", time.Now(), []float32{4, 3, 2, 1})
+	inFlight.Store(0)
+	select {
+	case sum := <-done:
+		if sum.Ran != 1 || sum.Considered != 1 {
+			t.Errorf("summary %+v; want only the request stored before the backtest", sum)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no backtest summary")
+	}
+	for _, r := range rec.byShadow()["s"] {
+		if r.RequestID != "before" {
+			t.Errorf("backtest ran %s, stored after it was asked for", r.RequestID)
+		}
+	}
+}
