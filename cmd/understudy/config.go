@@ -110,8 +110,9 @@ type Config struct {
 	// (UNDERSTUDY_SHED_AT, default 0: shedAt of the cores and workers).
 	ShedAt int
 	// ShedDelay, if positive, sheds a shadow job by its queue delay
-	// instead of by the requests in flight (UNDERSTUDY_SHED_DELAY); see
-	// shadow.Config.MaxQueueDelay.
+	// instead of by the requests in flight (UNDERSTUDY_SHED_DELAY, default
+	// 50ms; 0: by ShedAt); see shadow.Config.MaxQueueDelay and
+	// defaultShedDelay.
 	ShedDelay time.Duration
 	// BackfillBacklog bounds the shed shadow jobs deferred into the store
 	// for backfill (UNDERSTUDY_BACKFILL_BACKLOG, default 100000; 0 drops
@@ -168,6 +169,7 @@ func NewMain() *Main {
 			DrainTimeout:     10 * time.Second,
 			Settle:           time.Second,
 			ShedWhenBusy:     true,
+			ShedDelay:        defaultShedDelay,
 			BackfillBacklog:  100_000,
 			BackfillMaxAge:   24 * time.Hour,
 			BackfillIdle:     100 * time.Millisecond,
@@ -215,7 +217,7 @@ func (m *Main) ParseFlags(args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long shutdown waits for queued shadow jobs")
 	fs.BoolVar(&c.ShedWhenBusy, "shed-when-busy", c.ShedWhenBusy, "drop shadow jobs while the primary's requests fill the cores the shadow workers leave it")
 	fs.IntVar(&c.ShedAt, "shed-at", c.ShedAt, "requests in flight at which --shed-when-busy drops shadow jobs; 0: cores minus shadow workers, at least 1")
-	fs.DurationVar(&c.ShedDelay, "shed-delay", c.ShedDelay, "shed a shadow job only once its request is this old when a worker takes it, instead of by --shed-at (0: by --shed-at)")
+	fs.DurationVar(&c.ShedDelay, "shed-delay", c.ShedDelay, "with --shed-when-busy, shed a shadow job only once its request is this old when a worker takes it (0: shed by --shed-at instead)")
 	fs.Int64Var(&c.BackfillBacklog, "backfill-backlog", c.BackfillBacklog, "shed shadow jobs deferred into the store and run when the server is idle; beyond this many pending they are dropped (0: drop at once)")
 	fs.DurationVar(&c.BackfillMaxAge, "backfill-max-age", c.BackfillMaxAge, "deferred shadow jobs older than this are dropped instead of run")
 	fs.DurationVar(&c.BackfillIdle, "backfill-idle", c.BackfillIdle, "how long the server must be idle (no request, no queued shadow job) before backfill and backtests run")
