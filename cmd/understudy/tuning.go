@@ -3,7 +3,6 @@ package main
 import (
 	"runtime"
 	"runtime/debug"
-	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -27,21 +26,6 @@ import (
 func shedAt(cores, workers int) int {
 	return max(1, cores-workers)
 }
-
-// defaultShedDelay is --shed-delay: a shadow job is shed only when its
-// request is this old as a worker takes it. With idle-class workers a job
-// waits only while the primary uses the cores, so its age measures the
-// primary's load, and a shadow gets every cycle the primary leaves idle;
-// shedAt's rule sheds whenever one request is in flight, which at half
-// load is most of the time. On the 2-core VM, medium MLP (0.26 ms a run) at
-// half the maximum rate, one shadow ran 23–37% of its jobs live under the
-// old rule and 88–99% at 50 ms (79–91% at 5 ms, 84–97% at 20 ms, no more
-// at 100 ms); two shadows 13–21% each against 36–51%. The primary's p99
-// with two shadows over none, 240 A B B A pairs of 250 ms rounds: 0.95
-// (0.84–1.07) at 50 ms, against 1.18 (1.06–1.33) and 1.20 (1.12–1.30)
-// under the old rule in the same hour. Two workers instead of one lift
-// two shadows to 51–54% each but cost p99: 1.39 (1.18–1.61).
-const defaultShedDelay = 50 * time.Millisecond
 
 // defaultGCPercent is GOGC without shadows unless the environment sets it.
 // The live heap is a few MB and every request allocates, so Go's default of
