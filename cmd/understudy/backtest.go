@@ -21,6 +21,7 @@ import (
 	"github.com/understudy-ml/understudy/pkg/postgres"
 	"github.com/understudy-ml/understudy/pkg/registry"
 	"github.com/understudy-ml/understudy/pkg/report"
+	"github.com/understudy-ml/understudy/pkg/shadow"
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
 	"github.com/understudy-ml/understudy/pkg/understudy"
@@ -68,6 +69,7 @@ type BacktestConfig struct {
 	JSON      bool
 	ORTLib    string
 	Tolerance float64
+	Timeout   time.Duration
 	Candidate string
 }
 
@@ -83,7 +85,7 @@ Flags:
 `
 
 func parseBacktest(args []string, stderr io.Writer) (*BacktestConfig, error) {
-	c := &BacktestConfig{DB: "understudy.db", Rows: 10_000, Window: 24 * time.Hour}
+	c := &BacktestConfig{DB: "understudy.db", Rows: 10_000, Window: 24 * time.Hour, Timeout: 5 * time.Second}
 	fs := flag.NewFlagSet("understudy backtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -98,6 +100,7 @@ func parseBacktest(args []string, stderr io.Writer) (*BacktestConfig, error) {
 	fs.BoolVar(&c.Store, "store", c.Store, "also store the candidate's results in the database, as backtest pairs the server's report shows")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print JSON instead of text")
 	fs.StringVar(&c.ORTLib, "ort-lib", c.ORTLib, "ONNX Runtime shared library (default: the copy make fetched)")
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "time limit of one run of the candidate, as the server's --shadow-timeout; runs over it count as timeouts")
 	fs.Float64Var(&c.Tolerance, "tolerance", c.Tolerance, "|Δ| under which a float output counts as matching (as the report's tolerance)")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("UNDERSTUDY_BACKTEST")); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -111,6 +114,8 @@ func parseBacktest(args []string, stderr io.Writer) (*BacktestConfig, error) {
 		return nil, badInput("want one candidate model file, got %d arguments", fs.NArg())
 	case c.Rows <= 0:
 		return nil, badInput("--rows %d: want a positive number of requests", c.Rows)
+	case c.Timeout <= 0:
+		return nil, badInput("--timeout %v: want a positive duration, e.g. 5s", c.Timeout)
 	case c.Window <= 0:
 		return nil, badInput("--window %v: want a positive duration, e.g. 24h", c.Window)
 	case !(c.Tolerance >= 0):
@@ -157,9 +162,11 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return badInput("load the candidate %s: %v", c.Candidate, err)
 	}
-	defer lm.Runner.Close()
 	sum := sha256.Sum256(data)
 	cand := understudy.ModelRef{Name: strings.TrimSuffix(filepath.Base(c.Candidate), ".onnx"), Version: hex.EncodeToString(sum[:])[:12]}
+	// Run as the server runs a shadow, so that the pairs are the same.
+	model := registry.NewModel(cand.Name, cand.Version, lm.Signature, lm.Runner, registry.Settings{Sampling: 1, Timeout: c.Timeout})
+	defer model.Release()
 
 	db, err := openBacktestStore(ctx, c.DB, log)
 	if err != nil {
@@ -205,7 +212,10 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				res.NotBacktestable++
 				continue
 			}
-			r := runCandidate(ctx, lm, cand, in, sig.Outputs)
+			r, ok := shadow.Replay(ctx, model, in, sig.Outputs, understudy.OriginBacktest)
+			if !ok {
+				return ctx.Err()
+			}
 			res.Ran++
 			scratch.WritePrediction(&understudy.Prediction{ID: in.RequestID, Time: in.Time, Model: in.Model, Version: in.Version,
 				Outputs: in.Outputs, Latency: in.Latency, Status: understudy.StatusOK})
@@ -332,27 +342,6 @@ func printBacktest(w io.Writer, r *backtestResult) {
 	if d.KSD != nil && d.KSP != nil {
 		fmt.Fprintf(w, "  scores       KS D = %.4f, p = %.4g over %d pairs\n", *d.KSD, *d.KSP, d.KSSamples)
 	}
-}
-
-// runCandidate runs the candidate on one stored request, as a backtest pair
-// stored at the request's time.
-func runCandidate(ctx context.Context, lm *understudy.LoadedModel, cand understudy.ModelRef, in *understudy.StoredInput, order []understudy.TensorInfo) *understudy.ShadowResult {
-	var stats understudy.RunStats
-	start := time.Now()
-	out, err := lm.Runner.Run(understudy.WithRunStats(ctx, &stats), in.Inputs)
-	r := &understudy.ShadowResult{RequestID: in.RequestID, Time: in.Time, Shadow: cand.Name, Version: cand.Version,
-		Primary: in.Model, PrimaryVersion: in.Version, PrimaryLatency: in.Latency, ServedBy: in.ServedBy,
-		Origin: understudy.OriginBacktest, Latency: stats.CPU, CPU: stats.CPU}
-	if stats.CPU <= 0 {
-		r.Latency = time.Since(start)
-	}
-	if err != nil {
-		r.Status, r.Error = understudy.StatusError, err.Error()
-		return r
-	}
-	r.Status, r.Outputs = understudy.StatusOK, out
-	r.Compare = understudy.Compare(order, in.Outputs, out)
-	return r
 }
 
 // openBacktestStore opens --db as the server does, without metrics.

@@ -88,6 +88,7 @@ func TestBacktestCommand(t *testing.T) {
 		{"incompatible", []string{other}, 2, "cannot take the primary's inputs"},
 		{"unknown primary", []string{"--primary", "nosuch", same}, 2, `no model named "nosuch"`},
 		{"bad rows", []string{"--rows", "0", same}, 2, "--rows 0"},
+		{"bad timeout", []string{"--timeout", "0s", same}, 2, "--timeout 0s"},
 		{"empty window", []string{"--window", "1ns", same}, 2, "no stored requests of iris-v1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

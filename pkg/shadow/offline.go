@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -429,12 +430,8 @@ func (m *Mirror) backtestPage(ctx context.Context, ref understudy.ModelRef, page
 // the request's time; it reports whether a result was stored, which it is
 // not when ctx ends during the run.
 func (m *Mirror) runStored(ctx context.Context, s *registry.Model, in *understudy.StoredInput, outputs []understudy.TensorInfo, origin string) bool {
-	if len(outputs) == 0 {
-		outputs = namesOf(in.Outputs)
-	}
-	res := &understudy.ShadowResult{RequestID: in.RequestID, Time: in.Time, Shadow: s.Name, Version: s.Version,
-		Primary: in.Model, PrimaryVersion: in.Version, PrimaryLatency: in.Latency, ServedBy: in.ServedBy, Origin: origin}
-	if !run(ctx, s, in.Inputs, outputs, in.Outputs, res) {
+	res, ok := Replay(ctx, s, in, outputs, origin)
+	if !ok {
 		return false
 	}
 	if m.store != nil {
@@ -442,6 +439,20 @@ func (m *Mirror) runStored(ctx context.Context, s *registry.Model, in *understud
 	}
 	m.obs.OfflineRun(res.Shadow, res.Version, origin, res.Status)
 	return true
+}
+
+// Replay runs a shadow on a stored request, as backfill, backtest and the
+// backtest command do: within the shadow's timeout, compared with the
+// primary's stored outputs in order (by name when order is empty), as a
+// result of origin stamped with the request's time. ok is false when ctx
+// ended the run.
+func Replay(ctx context.Context, s *registry.Model, in *understudy.StoredInput, order []understudy.TensorInfo, origin string) (res *understudy.ShadowResult, ok bool) {
+	if len(order) == 0 {
+		order = namesOf(in.Outputs)
+	}
+	res = &understudy.ShadowResult{RequestID: in.RequestID, Time: in.Time, Shadow: s.Name, Version: s.Version,
+		Primary: in.Model, PrimaryVersion: in.Version, PrimaryLatency: in.Latency, ServedBy: in.ServedBy, Origin: origin}
+	return res, run(ctx, s, in.Inputs, order, in.Outputs, res)
 }
 
 // primaryOutputs returns the serving primary's name and outputs, which
@@ -469,15 +480,7 @@ func namesOf(ts map[string]*understudy.Tensor) []understudy.TensorInfo {
 	for name := range ts {
 		out = append(out, understudy.TensorInfo{Name: name})
 	}
-	slices.SortFunc(out, func(a, b understudy.TensorInfo) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b understudy.TensorInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
