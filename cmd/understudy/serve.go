@@ -243,7 +243,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	busy := func() bool { return c.ShedWhenBusy && m.serving.InFlight() >= busyAt }
 	scfg := shadow.Config{Workers: c.ShadowWorkers, QueueSize: c.ShadowQueue, Nice: c.ShadowNice, Idle: c.ShadowSched == "idle", Busy: busy,
-		Primary: m.reg.AcquirePrimaryModel, InFlight: m.serving.InFlight,
+		Primary: m.reg.AcquirePrimaryModel, InFlight: m.serving.InFlight, Arrived: m.serving.Arrived,
 		History: m.store, Backlog: c.BackfillBacklog, MaxAge: c.BackfillMaxAge, IdleFor: c.BackfillIdle, BacktestRows: c.BacktestRows,
 		OnBacktest: m.backtested}
 	if c.ShedWhenBusy && c.ShedDelay > 0 {

@@ -26,24 +26,35 @@ type Service struct {
 	// primary's traffic (see canary.go).
 	Canary func() (understudy.CanaryRoute, bool)
 
-	inFlight atomic.Int64
-	runs     atomic.Int64
+	// arrived and ended count requests as Begin and its end see them;
+	// their difference is the requests in flight.
+	arrived, ended atomic.Int64
+	runs           atomic.Int64
 }
 
 // InFlight returns how many requests are being read or run now, over every
 // front end: the shadows' measure of how busy the primary is.
-func (s *Service) InFlight() int64 { return s.inFlight.Load() }
+func (s *Service) InFlight() int64 {
+	// ended first: both only grow, so the difference is never below the
+	// requests in flight at the first load.
+	e := s.ended.Load()
+	return s.arrived.Load() - e
+}
+
+// Arrived returns how many requests have arrived since the start, so that
+// a request that came and went between two looks at InFlight still shows.
+func (s *Service) Arrived() int64 { return s.arrived.Load() }
 
 // Begin counts a request as in flight from the moment it arrives, before
 // its body is read. The returned func ends that, once; Infer calls it as
 // soon as the run is over, so that handing the prediction to the shadows
 // never finds the server busy with this very request.
 func (s *Service) Begin() (end func()) {
-	s.inFlight.Add(1)
+	s.arrived.Add(1)
 	var done atomic.Bool
 	return func() {
 		if done.CompareAndSwap(false, true) {
-			s.inFlight.Add(-1)
+			s.ended.Add(1)
 		}
 	}
 }

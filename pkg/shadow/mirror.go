@@ -71,13 +71,16 @@ type Config struct {
 	// drops those older than MaxAge. With BacktestRows > 0, a shadow
 	// that Backtest names runs on the newest BacktestRows stored
 	// requests of the primary. InFlight counts the primary's requests in
-	// flight, for telling when the server is idle.
+	// flight and Arrived those since the start, for telling when the
+	// server is idle: a request that came and went between two looks at
+	// InFlight still shows in Arrived.
 	History      understudy.History
 	Backlog      int64
 	MaxAge       time.Duration
 	IdleFor      time.Duration
 	BacktestRows int
 	InFlight     func() int64
+	Arrived      func() int64
 	// OnBacktest, if set, is told what each backtest did, on the worker's
 	// thread.
 	OnBacktest func(BacktestSummary)
@@ -220,7 +223,6 @@ func Sampled(requestID, shadow string, rate float64) bool {
 // Submit queues a successful primary prediction for every shadow that
 // samples it. It never blocks: a full queue drops the job and counts it.
 func (m *Mirror) Submit(p *understudy.Prediction, primaryOutputs []understudy.TensorInfo) {
-	m.off.activity.Add(1)
 	if p.Canary != "" {
 		m.submitCanary(p)
 		return

@@ -26,7 +26,7 @@ import (
 //     primary, newest first, so that its report fills without new traffic.
 //
 // Idle means no request of the primary in flight, no live shadow job
-// queued and no request submitted for Config.IdleFor; the gate is checked
+// queued and no request arrived for Config.IdleFor; the gate is checked
 // again before every run, and any request restarts the wait. Runs never go
 // into the gaps between requests: an earlier attempt that did measured the
 // primary's p99 at 1.32 times its value without.
@@ -65,11 +65,7 @@ type offline struct {
 	// pending is the backlog's size as this process knows it: read from
 	// the store at start, counted up by deferrals and down by runs and
 	// drops, and read again whenever the backlog turns out empty.
-	pending atomic.Int64
-	// activity counts submitted requests: a request that came and went
-	// between two looks at the in-flight count still restarts the wait.
-	activity atomic.Uint64
-
+	pending   atomic.Int64
 	mu        sync.Mutex
 	backtests []backtestTask
 
@@ -78,7 +74,7 @@ type offline struct {
 	done   chan struct{}
 
 	// The idle gate's state, owned by the worker.
-	seen  uint64
+	seen  int64
 	quiet time.Time
 }
 
@@ -232,7 +228,10 @@ func (m *Mirror) waitIdle(ctx context.Context) bool {
 	step := max(time.Millisecond, m.cfg.IdleFor/4)
 	for {
 		now := time.Now()
-		a := m.off.activity.Load()
+		var a int64
+		if m.cfg.Arrived != nil {
+			a = m.cfg.Arrived()
+		}
 		if a != m.off.seen || len(m.queue) > 0 || (m.cfg.InFlight != nil && m.cfg.InFlight() > 0) {
 			m.off.seen, m.off.quiet = a, now
 		}

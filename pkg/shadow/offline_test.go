@@ -345,3 +345,41 @@ func TestBacktestStopsAtItsStart(t *testing.T) {
 		}
 	}
 }
+
+// Ensure requests that come and go between two looks at the requests in
+// flight still keep backfill waiting: the gate counts arrivals.
+func TestBackfillWaitsForArrivalsToStop(t *testing.T) {
+	s := realModel(t, "s", mlp(2), registry.Settings{Sampling: 1, Timeout: time.Second})
+	primary := realModel(t, "p", mlp(1), registry.Settings{})
+	h, rec := newMemHistory(), newRecorder()
+	h.store(t, primary, "r", time.Now(), []float32{1, 2, 3, 4})
+	h.Defer(understudy.DeferredJob{RequestID: "r", Shadow: "s", Version: s.Version, Time: time.Now()})
+	var arrived atomic.Int64
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				arrived.Add(1) // a short request, never seen in flight
+			}
+		}
+	}()
+	m := shadow.New(shadow.Config{Workers: 1, History: h, Backlog: 10, IdleFor: 50 * time.Millisecond,
+		InFlight: func() int64 { return 0 }, Arrived: arrived.Load},
+		acquireAll(s), removing{rec, h}, nil, zerolog.Nop())
+	defer m.Close(context.Background())
+	time.Sleep(300 * time.Millisecond)
+	if n := len(rec.byShadow()["s"]); n != 0 {
+		close(stop)
+		t.Fatalf("%d jobs backfilled while requests kept arriving", n)
+	}
+	close(stop)
+	for deadline := time.Now().Add(5 * time.Second); m.Pending() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := rec.byShadow()["s"]; len(got) != 1 || got[0].Origin != understudy.OriginBackfill {
+		t.Errorf("results %v; want the job backfilled once arrivals stopped", got)
+	}
+}
