@@ -1,7 +1,6 @@
 package report
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -153,15 +152,11 @@ func readShadows(ctx context.Context, snap store.Snapshot, f store.RollupFilter,
 		}
 	}
 	for _, d := range out {
-		slices.SortFunc(d.primaries, compareRefs)
+		slices.SortFunc(d.primaries, understudy.CompareRefs)
 		d.filtered, d.latency = summaryOr(filtered, d.ref), summaryOr(lat, d.ref)
 	}
-	slices.SortFunc(out, func(a, b *shadowData) int { return compareRefs(a.ref, b.ref) })
+	slices.SortFunc(out, func(a, b *shadowData) int { return understudy.CompareRefs(a.ref, b.ref) })
 	return out, nil
-}
-
-func compareRefs(a, b understudy.ModelRef) int {
-	return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
 }
 
 // summaryOr returns ref's summary in m, or empty rollups.

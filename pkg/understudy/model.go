@@ -1,6 +1,7 @@
 package understudy
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"time"
@@ -163,6 +164,12 @@ type Event struct {
 type ModelRef struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
+}
+
+// CompareRefs orders model versions by name, then version, byte-wise as
+// the stores' "C" collation does.
+func CompareRefs(a, b ModelRef) int {
+	return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Version, b.Version))
 }
 
 // ShadowSettings control how a model is shadowed.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/understudy-ml/understudy/pkg/store"
@@ -117,7 +116,7 @@ func ShadowSummaries(ctx context.Context, f store.RollupFilter, read ShadowReade
 		for p := range a.primaries {
 			sm.Primaries = append(sm.Primaries, p)
 		}
-		slices.SortFunc(sm.Primaries, CompareRefs)
+		slices.SortFunc(sm.Primaries, understudy.CompareRefs)
 		for _, p := range a.steps {
 			sm.Series = append(sm.Series, *p)
 		}
@@ -130,7 +129,7 @@ func ShadowSummaries(ctx context.Context, f store.RollupFilter, read ShadowReade
 		out = append(out, *sm)
 	}
 	slices.SortFunc(out, func(a, b store.ShadowSummary) int {
-		return CompareRefs(understudy.ModelRef{Name: a.Shadow, Version: a.Version}, understudy.ModelRef{Name: b.Shadow, Version: b.Version})
+		return understudy.CompareRefs(understudy.ModelRef{Name: a.Shadow, Version: a.Version}, understudy.ModelRef{Name: b.Shadow, Version: b.Version})
 	})
 	return out, nil
 }
@@ -161,7 +160,7 @@ func PrimaryCounts(ctx context.Context, from, to time.Time, read PrimaryReader) 
 		out = append(out, *p)
 	}
 	slices.SortFunc(out, func(a, b store.PrimaryCounts) int {
-		return CompareRefs(understudy.ModelRef{Name: a.Model, Version: a.Version}, understudy.ModelRef{Name: b.Model, Version: b.Version})
+		return understudy.CompareRefs(understudy.ModelRef{Name: a.Model, Version: a.Version}, understudy.ModelRef{Name: b.Model, Version: b.Version})
 	})
 	return out, nil
 }
@@ -189,9 +188,4 @@ func Confusion(ctx context.Context, shadow, version string, from, to time.Time, 
 		return cmp.Or(cmp.Compare(a.Primary, b.Primary), cmp.Compare(a.Shadow, b.Shadow))
 	})
 	return out, nil
-}
-
-// CompareRefs orders model versions by name, then version.
-func CompareRefs(a, b understudy.ModelRef) int {
-	return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Version, b.Version))
 }
