@@ -176,6 +176,8 @@ type DB struct {
 	read  *sql.DB // read-only pool
 
 	insPred, insShadow, upsertSkip     *sql.Stmt
+	insPredChunk                       *sql.Stmt // predChunk rows: writepreds.go
+	predArgs                           []any     // the writer's, reused across batches
 	upsertDrop, insBacklog, delBacklog *sql.Stmt
 	rollup                             rollupStmts
 
@@ -319,8 +321,8 @@ func (db *DB) open() error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&db.insPred, `INSERT INTO predictions (request_id, time_us, model, version, inputs, inputs_sha256, inputs_size, outputs, latency_us, status, error, cpu_us, served_by, replica)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id) DO NOTHING`},
+		{&db.insPred, insPredSQL(replica)},
+		{&db.insPredChunk, insPredChunkSQL(replica)},
 		{&db.insShadow, `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
 				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
 				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, origin, replica)
@@ -352,7 +354,7 @@ func (db *DB) Close() error {
 		<-db.done
 		db.cancel()
 		<-db.retentionDone
-		db.closeErr = errors.Join(db.insPred.Close(), db.insShadow.Close(), db.upsertSkip.Close(),
+		db.closeErr = errors.Join(db.insPred.Close(), db.insPredChunk.Close(), db.insShadow.Close(), db.upsertSkip.Close(),
 			db.upsertDrop.Close(), db.insBacklog.Close(), db.delBacklog.Close(), db.rollup.close(), db.write.Close(), db.read.Close())
 	})
 	return db.closeErr

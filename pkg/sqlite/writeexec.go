@@ -69,22 +69,8 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 	}
 	ru := rollup.NewBatch(db.opts.Replica)
 	if len(b.preds) > 0 {
-		st := tx.StmtContext(ctx, db.insPred)
-		for _, r := range b.preds {
-			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err, r.cpuUS, r.servedBy)
-			if err != nil {
-				if !rowError(err) {
-					return fmt.Errorf("insert prediction: %w", err)
-				}
-				n.preds.lost++
-				rowFailed("predictions", r.id, err)
-			} else if k, _ := res.RowsAffected(); k == 0 {
-				n.preds.duplicate++
-				dup("predictions", r.id)
-			} else {
-				n.preds.written++
-				ru.AddPrediction(&r.roll)
-			}
+		if err := db.execPreds(ctx, tx, b.preds, n, ru, rowFailed, dup); err != nil {
+			return err
 		}
 	}
 	if len(b.shadows) > 0 {

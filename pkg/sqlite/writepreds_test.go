@@ -1,0 +1,98 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/understudy-ml/understudy/pkg/sqlite"
+	"github.com/understudy-ml/understudy/pkg/store"
+)
+
+// Ensure predictions written in multi-row chunks end up exactly as if each
+// had been inserted alone: a duplicate within a chunk, one already stored,
+// a row SQLite refuses and the rows after the last whole chunk are each
+// counted right, stored once with the first copy's values, and rolled up
+// once.
+func TestPredictionChunks(t *testing.T) {
+	logs := &logBuffer{}
+	db, path := openDB(t, sqlite.Options{Log: zerolog.New(logs), BatchSize: 1000, FlushInterval: time.Hour})
+	at := time.Now()
+	old, _ := sqlite.SamplePair("old", at)
+	db.WritePrediction(old)
+	flush(t, db)
+
+	// A row the database refuses, as a full-featured schema can (a CHECK
+	// or a trigger): the writer must lose that row alone.
+	other, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON predictions WHEN NEW.request_id LIKE 'bad%'
+		BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 3*32 + 5 // three whole chunks and a rest
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint("r", i)
+	}
+	ids[3] = "r1"     // a duplicate within the first chunk
+	ids[40] = "old"   // already stored by an earlier batch
+	ids[70] = "bad70" // refused
+	ids[99] = "r97"   // a duplicate within the rest
+	for i, id := range ids {
+		p, _ := sqlite.SamplePair(id, at)
+		p.Latency = time.Duration(i+1) * time.Microsecond
+		db.WritePrediction(p)
+	}
+	flush(t, db)
+
+	wantWritten := int64(1 + n - 4)
+	st := db.Stats()
+	if want := (store.TableStats{Written: wantWritten, Duplicate: 3, Lost: 1}); st.Predictions != want {
+		t.Errorf("prediction stats = %+v, want %+v", st.Predictions, want)
+	}
+	if got, _ := counts(t, db); got != wantWritten {
+		t.Errorf("%d predictions stored, want %d", got, wantWritten)
+	}
+	// The first copy of a duplicate is the one kept.
+	for id, want := range map[string]int64{"r1": 2, "r97": 98, "old": 87, "r3": 0, "r4": 5} {
+		got := queryInt(t, other, `SELECT COALESCE(MAX(latency_us), 0) FROM predictions WHERE request_id = ?`, id)
+		if got != want {
+			t.Errorf("latency_us of %s = %d, want %d", id, got, want)
+		}
+	}
+	if got := queryInt(t, other, `SELECT COUNT(*) FROM predictions WHERE request_id LIKE 'bad%'`); got != 0 {
+		t.Errorf("%d refused rows stored", got)
+	}
+	// Every rollup span counts each written prediction once.
+	rows, err := other.QueryContext(context.Background(), `SELECT span, SUM(requests) FROM primary_rollups GROUP BY span`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	spans := 0
+	for rows.Next() {
+		var span, requests int64
+		if err := rows.Scan(&span, &requests); err != nil {
+			t.Fatal(err)
+		}
+		spans++
+		if requests != wantWritten {
+			t.Errorf("rollup span %d counts %d requests, want %d", span, requests, wantWritten)
+		}
+	}
+	if spans == 0 {
+		t.Error("no primary rollups")
+	}
+	if got := logs.count("store could not write a row"); got != 1 {
+		t.Errorf("%d lost rows logged, want 1; log:\n%s", got, logs)
+	}
+}
