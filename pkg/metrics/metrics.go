@@ -12,6 +12,7 @@ package metrics
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,23 @@ type Metrics struct {
 	mu     sync.Mutex
 	known  map[Model]bool
 	gone   map[Model]int // unloaded versions, and the scrapes left to delete their series
+
+	// okRuns caches the series a successful run records into, per model,
+	// version and role (runKey → *okSeries): looking them up by label
+	// values hashes and locks twice on every request. A cached pair is
+	// good only while gen has not moved; delete moves it, so that a
+	// version loaded again after its series were deleted records into the
+	// registry's new series, not into orphans.
+	okRuns sync.Map
+	gen    atomic.Uint64
+}
+
+type runKey struct{ model, version, role string }
+
+type okSeries struct {
+	gen     uint64
+	runs    prometheus.Counter
+	latency prometheus.Observer
 }
 
 // Model is a loaded model version in the role it plays, as the metrics
@@ -186,6 +204,8 @@ const goneSyncs = 10
 
 // delete removes every series of a model version.
 func (m *Metrics) delete(md Model) {
+	m.gen.Add(1)
+	m.okRuns.Clear()
 	labels := prometheus.Labels{"model": md.Name, "version": md.Version}
 	for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.errors.MetricVec, m.latency.MetricVec, m.drops.MetricVec, m.sampledOut.MetricVec, m.timeouts.MetricVec,
 		m.deferred.MetricVec, m.dropReason.MetricVec, m.offline.MetricVec} {
@@ -195,6 +215,12 @@ func (m *Metrics) delete(md Model) {
 
 // Run records one model run.
 func (m *Metrics) Run(model, version, role, status string, d time.Duration) {
+	if status == "ok" {
+		s := m.okSeries(model, version, role)
+		s.runs.Inc()
+		s.latency.Observe(d.Seconds())
+		return
+	}
 	m.requests.WithLabelValues(model, version, role, status).Inc()
 	if status != "ok" {
 		m.errors.WithLabelValues(model, version, role).Inc()
@@ -203,6 +229,21 @@ func (m *Metrics) Run(model, version, role, status string, d time.Duration) {
 		m.timeouts.WithLabelValues(model, version, role).Inc()
 	}
 	m.latency.WithLabelValues(model, version, role).Observe(d.Seconds())
+}
+
+func (m *Metrics) okSeries(model, version, role string) *okSeries {
+	k := runKey{model, version, role}
+	// Read before the series are looked up: a delete in between makes
+	// the entry stale at once rather than cache orphans.
+	gen := m.gen.Load()
+	if v, ok := m.okRuns.Load(k); ok {
+		if s := v.(*okSeries); s.gen == gen {
+			return s
+		}
+	}
+	s := &okSeries{gen: gen, runs: m.requests.WithLabelValues(model, version, role, "ok"), latency: m.latency.WithLabelValues(model, version, role)}
+	m.okRuns.Store(k, s)
+	return s
 }
 
 // ShadowRun implements shadow.Observer.
