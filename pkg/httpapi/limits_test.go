@@ -220,6 +220,22 @@ func TestMethodNotAllowed(t *testing.T) {
 	}
 }
 
+// Ensure the direct route to POST /predict (Server.outer) serves exactly
+// that path: other spellings get the router's 404 as they always did.
+func TestPredictRouteIsExact(t *testing.T) {
+	_, ts := echoServer(t)
+	for _, path := range []string{"/predict/", "/pre%64ict", "/predict2", "//predict"} {
+		resp, body := do(t, "POST", ts.URL+path, `{"input":[1,2,3,4]}`)
+		if resp.StatusCode != 404 || !strings.Contains(string(body), "no route for POST") {
+			t.Errorf("POST %s: %d %s, want the router's 404", path, resp.StatusCode, body)
+		}
+	}
+	resp, body := do(t, "POST", ts.URL+"/predict", `{"input":[1,2,3,4]}`)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") == "" {
+		t.Errorf("POST /predict: %d %s, want 200 with a request id", resp.StatusCode, body)
+	}
+}
+
 // Ensure a request id with control characters is refused, naming the
 // problem, rather than echoed raw or mangled into the X-Request-Id header;
 // an unusable X-Request-Id header is replaced by a generated id.
