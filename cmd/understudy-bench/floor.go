@@ -19,9 +19,12 @@ import (
 
 // floorServer is the least any Go HTTP server can do per request on this
 // machine: read the body, decode its JSON with encoding/json into a float32
-// slice, run the same session on it and write a fixed answer. Understudy's
-// added cost is measured against it, because on a VM the kernel's share of a
-// loopback round trip dwarfs a tiny model.
+// slice, run the same session on it and answer a fixed prediction as JSON
+// (floorFixedAnswer, the size of Understudy's answer), as the issue's floor
+// does. Understudy's added cost is measured against it, because on a VM the
+// kernel's share of a loopback round trip dwarfs a tiny model. Until issue
+// 18's second round it answered {"ok":true}, 11 bytes without a
+// Content-Type, which put the answer's size in the "added" cost.
 //
 // floorNoModelPath answers the same request without running the model: read,
 // decode, fixed prediction. That is the issue's HTTP floor, which no server
@@ -76,10 +79,12 @@ func floorServer(modelPath, addr string) error {
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		w.Write([]byte(`{"ok":true}`))
+		w.Header()["Content-Type"] = jsonType
+		w.Write(floorFixedAnswer)
 	})
 	http.HandleFunc(floorNoModelPath, func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := decode(w, r); ok {
+			w.Header()["Content-Type"] = jsonType
 			w.Write(floorFixedAnswer)
 		}
 	})
@@ -158,6 +163,8 @@ const floorNoModelPath = "/predict-no-model"
 
 // floorFixedAnswer is a prediction of the size Understudy answers for a
 // small classifier, so that the response write costs about the same.
+var jsonType = []string{"application/json"}
+
 var floorFixedAnswer = []byte(`{"id":"0190a6f4-6a1e-7c4b-9d2e-3f5a6b7c8d9e","model":{"name":"primary","version":"0123456789ab"},` +
 	`"outputs":{"label":[2],"probabilities":[[0.01,0.02,0.95,0.02]]},"latency_us":7}` + "\n")
 
