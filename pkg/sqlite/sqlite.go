@@ -175,9 +175,10 @@ type DB struct {
 	write *sql.DB // one connection, used by the writer, labels and retention
 	read  *sql.DB // read-only pool
 
-	insPred, insShadow, upsertSkip     *sql.Stmt
-	insPredChunk                       *sql.Stmt // predChunk rows: writepreds.go
-	predArgs                           []any     // the writer's, reused across batches
+	insPreds                           inserter[*predRow]   // writechunks.go
+	insShadows                         inserter[*shadowRow] // writechunks.go
+	rowArgs                            []any                // the writer's, reused across batches
+	upsertSkip                         *sql.Stmt
 	upsertDrop, insBacklog, delBacklog *sql.Stmt
 	rollup                             rollupStmts
 
@@ -321,12 +322,6 @@ func (db *DB) open() error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&db.insPred, insPredSQL(replica)},
-		{&db.insPredChunk, insPredChunkSQL(replica)},
-		{&db.insShadow, `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
-				agreement, primary_class, shadow_class, max_abs_diff, mean_abs_diff, comparison,
-				sum_sq_diff, elements, primary_score, shadow_score, cpu_us, primary_latency_us, served_by, origin, replica)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ` + replica + `) ON CONFLICT (request_id, shadow, version) DO NOTHING`},
 		{&db.upsertSkip, upsertSkipSQL},
 		{&db.upsertDrop, upsertDropSQL},
 		{&db.insBacklog, `INSERT INTO shadow_backlog (request_id, shadow, version, time_us, deferred_us) VALUES (?, ?, ?, ?, ?)
@@ -336,6 +331,9 @@ func (db *DB) open() error {
 		if *s.stmt, err = db.write.PrepareContext(ctx, s.sql); err != nil {
 			return fmt.Errorf("prepare: %w", err)
 		}
+	}
+	if err := db.prepareInserts(ctx, replica); err != nil {
+		return err
 	}
 	return db.rollup.prepare(ctx, db.write)
 }
@@ -354,7 +352,7 @@ func (db *DB) Close() error {
 		<-db.done
 		db.cancel()
 		<-db.retentionDone
-		db.closeErr = errors.Join(db.insPred.Close(), db.insPredChunk.Close(), db.insShadow.Close(), db.upsertSkip.Close(),
+		db.closeErr = errors.Join(db.insPreds.close(), db.insShadows.close(), db.upsertSkip.Close(),
 			db.upsertDrop.Close(), db.insBacklog.Close(), db.delBacklog.Close(), db.rollup.close(), db.write.Close(), db.read.Close())
 	})
 	return db.closeErr

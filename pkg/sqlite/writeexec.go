@@ -68,45 +68,52 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 		}
 	}
 	ru := rollup.NewBatch(db.opts.Replica)
-	if len(b.preds) > 0 {
-		if err := db.execPreds(ctx, tx, b.preds, n, ru, rowFailed, dup); err != nil {
-			return err
+	err = db.insPreds.insert(ctx, tx, b.preds, &db.rowArgs, func(r *predRow, o outcome, err error) error {
+		switch o {
+		case written:
+			n.preds.written++
+			ru.AddPrediction(&r.roll)
+		case duplicate:
+			n.preds.duplicate++
+			dup("predictions", r.id)
+		case lost:
+			n.preds.lost++
+			rowFailed("predictions", r.id, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("insert predictions: %w", err)
 	}
-	if len(b.shadows) > 0 {
-		st := tx.StmtContext(ctx, db.insShadow)
-		var del *sql.Stmt
-		for _, r := range b.shadows {
-			res, err := st.ExecContext(ctx, r.id, r.timeUS, r.shadow, r.version, r.primary, r.primaryVersion, r.outputs, r.latencyUS, r.status, r.err,
-				r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison,
-				r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS, r.servedBy, r.origin)
-			if err != nil {
-				if !rowError(err) {
-					return fmt.Errorf("insert shadow result: %w", err)
-				}
-				n.shadows.lost++
-				rowFailed("shadow_results", r.id, err)
-				continue
+	var del *sql.Stmt
+	err = db.insShadows.insert(ctx, tx, b.shadows, &db.rowArgs, func(r *shadowRow, o outcome, err error) error {
+		switch o {
+		case written:
+			n.shadows.written++
+			ru.AddShadow(&r.roll)
+		case duplicate:
+			n.shadows.duplicate++
+			dup("shadow_results", r.id)
+		case lost:
+			n.shadows.lost++
+			rowFailed("shadow_results", r.id, err)
+			return nil
+		}
+		// A backfill's job is done once its result is stored, by this row
+		// or an earlier one: a duplicate must not leave it pending to run
+		// again.
+		if r.origin == understudy.OriginBackfill {
+			if del == nil {
+				del = tx.StmtContext(ctx, db.delBacklog)
 			}
-			if k, _ := res.RowsAffected(); k == 0 {
-				n.shadows.duplicate++
-				dup("shadow_results", r.id)
-			} else {
-				n.shadows.written++
-				ru.AddShadow(&r.roll)
-			}
-			// A backfill's job is done once its result is stored, by this
-			// row or an earlier one: a duplicate must not leave it pending
-			// to run again.
-			if r.origin == understudy.OriginBackfill {
-				if del == nil {
-					del = tx.StmtContext(ctx, db.delBacklog)
-				}
-				if _, err := del.ExecContext(ctx, r.id, r.shadow, r.version); err != nil {
-					return fmt.Errorf("delete backfilled job: %w", err)
-				}
+			if _, err := del.ExecContext(ctx, r.id, r.shadow, r.version); err != nil {
+				return fmt.Errorf("delete backfilled job: %w", err)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("insert shadow results: %w", err)
 	}
 	deferred, err := db.execDefers(ctx, tx, b.defers, n)
 	if err != nil {

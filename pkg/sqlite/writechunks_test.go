@@ -11,6 +11,7 @@ import (
 
 	"github.com/understudy-ml/understudy/pkg/sqlite"
 	"github.com/understudy-ml/understudy/pkg/store"
+	"github.com/understudy-ml/understudy/pkg/understudy"
 )
 
 // Ensure predictions written in multi-row chunks end up exactly as if each
@@ -94,5 +95,82 @@ func TestPredictionChunks(t *testing.T) {
 	}
 	if got := logs.count("store could not write a row"); got != 1 {
 		t.Errorf("%d lost rows logged, want 1; log:\n%s", got, logs)
+	}
+}
+
+// Ensure shadow results written in chunks are counted like predictions
+// (a duplicate within a chunk, one already stored), rolled up once each,
+// and that a chunk of backfill results deletes the backlog jobs it did,
+// also the one whose result was a duplicate.
+func TestShadowResultChunks(t *testing.T) {
+	db, path := openDB(t, sqlite.Options{BatchSize: 1000, FlushInterval: time.Hour})
+	other, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	at := time.Now()
+	_, first := sqlite.SamplePair("s0", at)
+	db.WriteShadowResult(first)
+	flush(t, db)
+
+	const n = 2*32 + 7
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint("s", i+1)
+	}
+	ids[5] = "s3"  // within the first chunk
+	ids[40] = "s0" // stored before: its backfill job must still go
+	for _, id := range ids {
+		db.Defer(understudy.DeferredJob{RequestID: id, Shadow: first.Shadow, Version: first.Version, Time: at})
+	}
+	flush(t, db)
+	if got := queryInt(t, other, `SELECT COUNT(*) FROM shadow_backlog`); got != n-1 {
+		t.Fatalf("%d jobs pending, want %d", got, n-1)
+	}
+	for i, id := range ids {
+		_, s := sqlite.SamplePair(id, at)
+		s.Origin = understudy.OriginBackfill
+		s.Latency = time.Duration(i+1) * time.Microsecond
+		db.WriteShadowResult(s)
+	}
+	flush(t, db)
+
+	wantWritten := int64(1 + n - 2)
+	st := db.Stats()
+	if want := (store.TableStats{Written: wantWritten, Duplicate: 2}); st.ShadowResults != want {
+		t.Errorf("shadow result stats = %+v, want %+v", st.ShadowResults, want)
+	}
+	if got := queryInt(t, other, `SELECT COUNT(*) FROM shadow_results`); got != wantWritten {
+		t.Errorf("%d shadow results stored, want %d", got, wantWritten)
+	}
+	if got := queryInt(t, other, `SELECT latency_us FROM shadow_results WHERE request_id = 's3'`); got != 3 {
+		t.Errorf("latency_us of s3 = %d, want 3 (the first copy's)", got)
+	}
+	if got := queryInt(t, other, `SELECT COUNT(*) FROM shadow_backlog`); got != 0 {
+		t.Errorf("%d jobs still pending after their results were stored", got)
+	}
+	if got := queryInt(t, other, `SELECT COUNT(*) FROM shadow_results WHERE origin = 'backfill'`); got != wantWritten-1 {
+		t.Errorf("%d backfill results, want %d", got, wantWritten-1)
+	}
+	// Every rollup span counts each written result once.
+	rows, err := other.Query(`SELECT span, SUM(pairs) FROM shadow_rollups GROUP BY span`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	spans := 0
+	for rows.Next() {
+		var span, pairs int64
+		if err := rows.Scan(&span, &pairs); err != nil {
+			t.Fatal(err)
+		}
+		spans++
+		if pairs != wantWritten {
+			t.Errorf("rollup span %d counts %d pairs, want %d", span, pairs, wantWritten)
+		}
+	}
+	if spans == 0 {
+		t.Error("no shadow rollups")
 	}
 }
