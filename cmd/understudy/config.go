@@ -310,7 +310,7 @@ func newLogger(format, level string, w io.Writer) (zerolog.Logger, error) {
 	default:
 		return zerolog.Logger{}, fmt.Errorf("--log-format %q: want json or console", format)
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	return zerolog.New(w).Level(lvl).Hook(newSecondClock(time.Now)), nil
 }
 
 // findORTLib returns the library to load: the flag or UNDERSTUDY_ORT_LIB,
