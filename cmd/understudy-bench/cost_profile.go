@@ -33,6 +33,13 @@ var (
 // target is set.
 const costClients = 16
 
+// costRounds unprofiled rounds of costRoundTime per server give the
+// throughput ratio: the median of the ratios of the rounds' pairs.
+var (
+	costRounds    = flag.Int("cost-rounds", 16, "cost section: unprofiled rounds per server for the throughput ratio, in A B B A order")
+	costRoundTime = flag.Duration("cost-round-time", 500*time.Millisecond, "cost section: length of each unprofiled round")
+)
+
 // costWindow is the longest profiled window; the profile endpoint takes
 // whole seconds.
 const costWindow = 5 * time.Second
@@ -283,18 +290,27 @@ func benchCost(m benchModel) error {
 	}
 
 	// Throughput without the profiler, in alternating rounds as the serve
-	// section measures it.
+	// section measures it, but more of them and in A B B A order: on this
+	// host the speed drifts within seconds, and 5 rounds gave ratios 0.1
+	// apart for the same two builds.
 	var ratios, oursRates, bareRates []float64
-	for range rounds {
-		a, err := closedLoop(srv.url+"/predict", m.body, costClients, *duration/rounds)
-		if err != nil {
-			return err
+	for i := range *costRounds {
+		order := []string{srv.url, floor.url}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
 		}
-		b, err := closedLoop(floor.url+"/predict", m.body, costClients, *duration/rounds)
-		if err != nil {
-			return err
+		var rate [2]float64
+		for j, u := range order {
+			res, err := closedLoop(u+"/predict", m.body, costClients, *costRoundTime)
+			if err != nil {
+				return err
+			}
+			rate[j] = res.rate
 		}
-		oursRates, bareRates, ratios = append(oursRates, a.rate), append(bareRates, b.rate), append(ratios, a.rate/b.rate)
+		if i%2 == 1 {
+			rate[0], rate[1] = rate[1], rate[0]
+		}
+		oursRates, bareRates, ratios = append(oursRates, rate[0]), append(bareRates, rate[1]), append(ratios, rate[0]/rate[1])
 	}
 
 	fmt.Printf("(%d clients in a closed loop; %d windows of %ds per server, alternating; Understudy at --log-level %s, every request stored;\n",
@@ -346,7 +362,9 @@ func benchCost(m benchModel) error {
 		fmt.Printf("%s's other, by innermost non-runtime function (µs/req): %s\n", r.label, strings.Join(parts, "; "))
 	}
 	fmt.Printf("throughput at %d clients, without the profiler (median of %d alternating rounds of %v): Understudy %.0f/s, bare server %.0f/s, ratio %.2f (target ≥ 0.8); in the profiled windows %.2f\n",
-		costClients, rounds, *duration/rounds, median(oursRates), median(bareRates), median(ratios), median(windowRatios))
+		costClients, *costRounds, *costRoundTime, median(oursRates), median(bareRates), median(ratios), median(windowRatios))
+	slices.Sort(ratios)
+	fmt.Printf("the rounds' ratios: lowest %.2f, quartiles %.2f %.2f %.2f, highest %.2f\n", ratios[0], ratios[len(ratios)/4], median(ratios), ratios[len(ratios)*3/4], ratios[len(ratios)-1])
 	fmt.Printf("CPU added per request: %.1f µs by /proc, %.1f µs by the profiles (target ≤ 15 µs)\n", po-pb, to-tb)
 	printNoModelFloor(floor, m.body, costClients, median(oursRates))
 	if *costProfiles != "" {

@@ -82,13 +82,13 @@ func benchServe(rt *onnx.Runtime, m benchModel) error {
 		return err
 	}
 	defer floor.stop()
-	fmt.Fprintf(tw, "concurrency\traw Run/s\t/predict/s\tratio\tp50\tp99\tbare server/s\tbare ratio\t--max-batch %d/s\tratio\tp99\t\n", benchMaxBatch)
+	fmt.Fprintf(tw, "concurrency\traw Run/s\t/predict/s\tratio\tp50\tp99\tbare server/s\tbare ratio\t/predict ÷ bare\t--max-batch %d/s\tratio\tp99\t\n", benchMaxBatch)
 	var bestRaw, bestOurs, bestBare, bestMerged float64
 	for _, c := range []int{1, 2, 4, 8, 16} {
 		// Raw runs cannot use more threads than cores; past that the
 		// comparison is with the machine's raw maximum.
 		rc := min(c, runtime.NumCPU())
-		var rawRates, rates, ratios, bareRates, bareRatios, mergedRates, mergedRatios []float64
+		var rawRates, rates, ratios, bareRates, bareRatios, oursToBare, mergedRates, mergedRatios []float64
 		var all, allMerged loadResult
 		for range rounds {
 			raw, err := rawThroughput(lm.Runner, m.input, rc, *duration/rounds)
@@ -109,12 +109,13 @@ func benchServe(rt *onnx.Runtime, m benchModel) error {
 			}
 			rawRates, rates, ratios = append(rawRates, raw), append(rates, res.rate), append(ratios, res.rate/raw)
 			bareRates, bareRatios = append(bareRates, bare.rate), append(bareRatios, bare.rate/raw)
+			oursToBare = append(oursToBare, res.rate/bare.rate)
 			mergedRates, mergedRatios = append(mergedRates, merged.rate), append(mergedRatios, merged.rate/raw)
 			all.lat = append(all.lat, res.lat...)
 			allMerged.lat = append(allMerged.lat, merged.lat...)
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t%v\t%v\t%.0f\t%.2f\t%.0f\t%.2f\t%v\t\n", c, median(rawRates), median(rates), median(ratios), all.p(50), all.p(99),
-			median(bareRates), median(bareRatios), median(mergedRates), median(mergedRatios), allMerged.p(99))
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2f\t%v\t%v\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%v\t\n", c, median(rawRates), median(rates), median(ratios), all.p(50), all.p(99),
+			median(bareRates), median(bareRatios), median(oursToBare), median(mergedRates), median(mergedRatios), allMerged.p(99))
 		bestRaw, bestOurs, bestBare = max(bestRaw, median(rawRates)), max(bestOurs, median(rates)), max(bestBare, median(bareRates))
 		bestMerged = max(bestMerged, median(mergedRates))
 	}
