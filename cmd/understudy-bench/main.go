@@ -36,7 +36,7 @@ var (
 	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
 	model    = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
 	p99Time  = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
-	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,lossless,canary,cost,store,lifecycle,report,soak (default all)")
+	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,lossless,canary,cost,ab (with -bin-b),store,lifecycle,report,soak (default all)")
 
 	losslessTime = flag.Duration("lossless-time", 90*time.Second, "length of the lossless section's coverage comparison, all its servers together; its backtest and backfill comparisons take half of it each")
 	shedDelays   = flag.String("shed-delays", "5ms,20ms,50ms", "the --shed-delay values the lossless section tries against the old rule")
@@ -114,6 +114,11 @@ func main() {
 	if section("cost") {
 		for _, m := range models {
 			measure(func() error { return benchCost(m) })
+		}
+	}
+	if *binB != "" && section("ab") {
+		for _, m := range models {
+			measure(func() error { return benchAB(m) })
 		}
 	}
 	if section("store") {
