@@ -237,9 +237,11 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req predictRequest
-	if err := decodeJSON(body, &req, predictShape); err != nil {
-		s.error(w, r, err)
-		return
+	if !scanPredict(body, &req) {
+		if err := decodeJSON(body, &req, predictShape); err != nil {
+			s.error(w, r, err)
+			return
+		}
 	}
 	id, ok := s.bodyID(w, r, req.ID, `"id"`)
 	if !ok {
