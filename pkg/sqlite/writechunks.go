@@ -118,8 +118,25 @@ func predValues(replica string) string {
 	return "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " + replica + ")"
 }
 
+// predArgs and shadowArgs give database/sql values it passes on as they
+// are (int64, float64, string, []byte, nil): an int or a sql.Null* type
+// goes through its reflection-based converter, once per parameter.
 func predArgs(args []any, r *predRow) []any {
-	return append(args, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, r.inputsSize, r.outputs, r.latencyUS, r.status, r.err, r.cpuUS, r.servedBy)
+	return append(args, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, int64(r.inputsSize), r.outputs, r.latencyUS, r.status, r.err, argInt(r.cpuUS), r.servedBy)
+}
+
+func argInt(v sql.NullInt64) any {
+	if !v.Valid {
+		return nil
+	}
+	return v.Int64
+}
+
+func argFloat(v sql.NullFloat64) any {
+	if !v.Valid {
+		return nil
+	}
+	return v.Float64
 }
 
 const shadowHead = `INSERT INTO shadow_results (request_id, time_us, shadow, version, primary_model, primary_version, outputs, latency_us, status, error,
@@ -133,8 +150,8 @@ func shadowValues(replica string) string {
 
 func shadowArgs(args []any, r *shadowRow) []any {
 	return append(args, r.id, r.timeUS, r.shadow, r.version, r.primary, r.primaryVersion, r.outputs, r.latencyUS, r.status, r.err,
-		r.agreement, r.primaryClass, r.shadowClass, r.maxAbsDiff, r.meanAbsDiff, r.comparison,
-		r.sumSq, r.elements, r.primaryScore, r.shadowScore, r.cpuUS, r.primaryLatencyUS, r.servedBy, r.origin)
+		argFloat(r.agreement), argInt(r.primaryClass), argInt(r.shadowClass), argFloat(r.maxAbsDiff), argFloat(r.meanAbsDiff), r.comparison,
+		argFloat(r.sumSq), argInt(r.elements), argFloat(r.primaryScore), argFloat(r.shadowScore), argInt(r.cpuUS), argInt(r.primaryLatencyUS), r.servedBy, r.origin)
 }
 
 // prepareInserts prepares the row and chunk statements of both tables.
