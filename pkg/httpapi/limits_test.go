@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,6 +218,26 @@ func TestMethodNotAllowed(t *testing.T) {
 				t.Errorf("body = %s, want the allowed methods, the code and the request id", body)
 			}
 		})
+	}
+}
+
+// Ensure answers carry a Content-Length, never chunked, whether net/http
+// computes it (small answers) or the handler sets it (large ones).
+func TestPredictContentLength(t *testing.T) {
+	_, ts := echoServer(t)
+	for _, n := range []int{4, 2000} {
+		vals := make([]string, n)
+		for i := range vals {
+			vals[i] = strconv.Itoa(i)
+		}
+		resp, body := do(t, "POST", ts.URL+"/predict", `{"input":[`+strings.Join(vals, ",")+`]}`)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d values: %d %s", n, resp.StatusCode, body)
+		}
+		if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) > 0 {
+			t.Errorf("%d values: Content-Length %d, Transfer-Encoding %v for a %d-byte answer; want the length, not chunked",
+				n, resp.ContentLength, resp.TransferEncoding, len(body))
+		}
 	}
 }
 

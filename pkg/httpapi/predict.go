@@ -280,10 +280,18 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	// Header.Set would allocate both on every request.
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
-	h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+	if len(buf) > smallAnswer {
+		// Past its buffer net/http would send the answer chunked.
+		h["Content-Length"] = []string{strconv.Itoa(len(buf))}
+	}
 	h[modelHeader] = []string{m.Name + "@" + m.Version}
 	_, _ = w.Write(buf)
 }
+
+// smallAnswer is net/http's buffer before it chunks an answer (its
+// bufferBeforeChunkingSize): a handler that writes no more than this and
+// returns gets a Content-Length computed by net/http without allocating.
+const smallAnswer = 2048
 
 // keyHeader routes a request to the canary or not, stably per key, and
 // modelHeader says which model answered (name@version).
