@@ -72,7 +72,7 @@ func benchAB(m benchModel) error {
 			}
 			c1 := procCPU(pid)
 			rate[k] = res.rate
-			perReq[k] = float64((c1-c0).Microseconds()) / max(1, res.rate*round.Seconds())
+			perReq[k] = float64((c1 - c0).Microseconds()) / max(1, res.rate*round.Seconds())
 		}
 		for k := range servers {
 			rates[k], cpu[k] = append(rates[k], rate[k]), append(cpu[k], perReq[k])
