@@ -303,9 +303,11 @@ func (db *DB) commitRows(b *batch) {
 }
 
 type batchCounts struct {
-	preds, shadows struct{ written, duplicate, lost int64 }
+	preds, shadows rowCounts
 	defers         struct{ written, duplicate int64 }
 }
+
+type rowCounts struct{ written, duplicate, lost int64 }
 
 // fail counts every row of a batch that could not be committed as lost.
 func (db *DB) fail(b *batch, err error) {

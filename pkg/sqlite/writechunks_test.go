@@ -74,25 +74,7 @@ func TestPredictionChunks(t *testing.T) {
 		t.Errorf("%d refused rows stored", got)
 	}
 	// Every rollup span counts each written prediction once.
-	rows, err := other.QueryContext(context.Background(), `SELECT span, SUM(requests) FROM primary_rollups GROUP BY span`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	spans := 0
-	for rows.Next() {
-		var span, requests int64
-		if err := rows.Scan(&span, &requests); err != nil {
-			t.Fatal(err)
-		}
-		spans++
-		if requests != wantWritten {
-			t.Errorf("rollup span %d counts %d requests, want %d", span, requests, wantWritten)
-		}
-	}
-	if spans == 0 {
-		t.Error("no primary rollups")
-	}
+	checkSpanSums(t, other, `SELECT span, SUM(requests) FROM primary_rollups GROUP BY span`, wantWritten)
 	if got := logs.count("store could not write a row"); got != 1 {
 		t.Errorf("%d lost rows logged, want 1; log:\n%s", got, logs)
 	}
@@ -154,23 +136,33 @@ func TestShadowResultChunks(t *testing.T) {
 		t.Errorf("%d backfill results, want %d", got, wantWritten-1)
 	}
 	// Every rollup span counts each written result once.
-	rows, err := other.Query(`SELECT span, SUM(pairs) FROM shadow_rollups GROUP BY span`)
+	checkSpanSums(t, other, `SELECT span, SUM(pairs) FROM shadow_rollups GROUP BY span`, wantWritten)
+}
+
+// checkSpanSums runs query, which returns (span, sum) rows, and checks that
+// there are some and that every span sums to want.
+func checkSpanSums(t *testing.T, db *sql.DB, query string, want int64) {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), query)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	spans := 0
 	for rows.Next() {
-		var span, pairs int64
-		if err := rows.Scan(&span, &pairs); err != nil {
+		var span, sum int64
+		if err := rows.Scan(&span, &sum); err != nil {
 			t.Fatal(err)
 		}
 		spans++
-		if pairs != wantWritten {
-			t.Errorf("rollup span %d counts %d pairs, want %d", span, pairs, wantWritten)
+		if sum != want {
+			t.Errorf("%s: span %d sums to %d, want %d", query, span, sum, want)
 		}
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	if spans == 0 {
-		t.Error("no shadow rollups")
+		t.Errorf("%s: no rows", query)
 	}
 }

@@ -55,30 +55,31 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 	// A no-op after Commit; after a failure SQLite may have rolled back
 	// already, so its error says nothing.
 	defer func() { _ = tx.Rollback() }()
-	rowFailed := func(table, id string, err error) {
-		if ok, suppressed := db.failLog.allow(); ok {
-			db.log.Error().Err(err).Str("table", table).Str("request_id", id).Int64("suppressed_errors", suppressed).
-				Msg("store could not write a row; row lost")
+	// tally counts a row's outcome, logs a duplicate or a lost row, and
+	// reports whether the row was written.
+	tally := func(c *rowCounts, o outcome, table, id string, err error) bool {
+		switch o {
+		case duplicate:
+			c.duplicate++
+			if ok, suppressed := db.dupLog.allow(); ok {
+				db.log.Warn().Str("table", table).Str("request_id", id).Int64("suppressed", suppressed).
+					Msg("duplicate request id ignored")
+			}
+		case lost:
+			c.lost++
+			if ok, suppressed := db.failLog.allow(); ok {
+				db.log.Error().Err(err).Str("table", table).Str("request_id", id).Int64("suppressed_errors", suppressed).
+					Msg("store could not write a row; row lost")
+			}
+		default:
+			c.written++
 		}
-	}
-	dup := func(table, id string) {
-		if ok, suppressed := db.dupLog.allow(); ok {
-			db.log.Warn().Str("table", table).Str("request_id", id).Int64("suppressed", suppressed).
-				Msg("duplicate request id ignored")
-		}
+		return o == written
 	}
 	ru := rollup.NewBatch(db.opts.Replica)
 	err = db.insPreds.insert(ctx, tx, b.preds, &db.rowArgs, func(r *predRow, o outcome, err error) error {
-		switch o {
-		case written:
-			n.preds.written++
+		if tally(&n.preds, o, "predictions", r.id, err) {
 			ru.AddPrediction(&r.roll)
-		case duplicate:
-			n.preds.duplicate++
-			dup("predictions", r.id)
-		case lost:
-			n.preds.lost++
-			rowFailed("predictions", r.id, err)
 		}
 		return nil
 	})
@@ -87,22 +88,13 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 	}
 	var del *sql.Stmt
 	err = db.insShadows.insert(ctx, tx, b.shadows, &db.rowArgs, func(r *shadowRow, o outcome, err error) error {
-		switch o {
-		case written:
-			n.shadows.written++
+		if tally(&n.shadows, o, "shadow_results", r.id, err) {
 			ru.AddShadow(&r.roll)
-		case duplicate:
-			n.shadows.duplicate++
-			dup("shadow_results", r.id)
-		case lost:
-			n.shadows.lost++
-			rowFailed("shadow_results", r.id, err)
-			return nil
 		}
 		// A backfill's job is done once its result is stored, by this row
 		// or an earlier one: a duplicate must not leave it pending to run
 		// again.
-		if r.origin == understudy.OriginBackfill {
+		if o != lost && r.origin == understudy.OriginBackfill {
 			if del == nil {
 				del = tx.StmtContext(ctx, db.delBacklog)
 			}
