@@ -178,6 +178,9 @@ type DB struct {
 	insPreds                           inserter[*predRow]   // writechunks.go
 	insShadows                         inserter[*shadowRow] // writechunks.go
 	rowArgs                            []any                // the writer's, reused across batches
+	predScratch                        []predRow            // the writer's: predRows
+	predPtrs                           []*predRow
+	predBuf                            []byte
 	upsertSkip                         *sql.Stmt
 	upsertDrop, insBacklog, delBacklog *sql.Stmt
 	rollup                             rollupStmts

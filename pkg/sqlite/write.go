@@ -13,9 +13,11 @@ import (
 type flushReq chan struct{}
 
 // WritePrediction queues a prediction for writing. It never blocks: when the
-// queue is full or the store is closed the row is counted as lost.
+// queue is full or the store is closed the row is counted as lost. The
+// writer encodes it (predRows), so p must not change once handed over,
+// which holds for answered predictions: the shadows read them too.
 func (db *DB) WritePrediction(p *understudy.Prediction) {
-	db.enqueue(db.predRow(p), &db.preds)
+	db.enqueue(p, &db.preds)
 }
 
 // WriteShadowResult queues a shadow result for writing. It never blocks.
@@ -101,7 +103,7 @@ func (db *DB) Flush(ctx context.Context) error {
 
 // batch is what the writer commits in one transaction.
 type batch struct {
-	preds   []*predRow
+	preds   []*understudy.Prediction // encoded by the writer: predRows
 	shadows []*shadowRow
 	defers  []*deferRow
 	// skips and drops are summed, so that a burst of skips is one upsert;
@@ -124,7 +126,7 @@ func (b *batch) primaryPart() *batch {
 
 func (b *batch) add(it any) {
 	switch r := it.(type) {
-	case *predRow:
+	case *understudy.Prediction:
 		b.preds = append(b.preds, r)
 	case *shadowRow:
 		b.shadows = append(b.shadows, r)

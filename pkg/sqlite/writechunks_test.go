@@ -166,3 +166,47 @@ func checkSpanSums(t *testing.T, db *sql.DB, query string, want int64) {
 		t.Errorf("%s: no rows", query)
 	}
 }
+
+// Ensure predictions encoded by the writer into its reused buffer come
+// back exactly, batch after batch: a row of one batch must not see the
+// bytes of the next. Inputs vary in size so that the buffer grows midway.
+func TestPredictionsEncodedByTheWriter(t *testing.T) {
+	db, _ := openDB(t, sqlite.Options{BatchSize: 40})
+	at := time.Now()
+	const n = 300
+	want := map[string]*understudy.Prediction{}
+	ids := make([]string, n)
+	for i := range n {
+		id := fmt.Sprint("w", i)
+		ids[i] = id
+		p, _ := sqlite.SamplePair(id, at)
+		data := make([]float32, 1+i%37)
+		for j := range data {
+			data[j] = float32(i*1000 + j)
+		}
+		p.Inputs = map[string]*understudy.Tensor{"input": {DType: understudy.Float32, Shape: []int64{1, int64(len(data))}, Data: data}}
+		want[id] = p
+		db.WritePrediction(p)
+	}
+	flush(t, db)
+	got, err := db.StoredInputs(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d stored inputs read back, want %d", len(got), n)
+	}
+	for id, p := range want {
+		g := got[id]
+		if g == nil || g.Inputs == nil {
+			t.Fatalf("%s: no stored inputs", id)
+		}
+		in, wantIn := g.Inputs["input"], p.Inputs["input"]
+		if fmt.Sprint(in.Shape, in.Data) != fmt.Sprint(wantIn.Shape, wantIn.Data) {
+			t.Fatalf("%s: inputs %v %v, want %v %v", id, in.Shape, in.Data, wantIn.Shape, wantIn.Data)
+		}
+		if fmt.Sprint(g.Outputs["probabilities"].Data) != fmt.Sprint(p.Outputs["probabilities"].Data) {
+			t.Fatalf("%s: outputs %v, want %v", id, g.Outputs["probabilities"].Data, p.Outputs["probabilities"].Data)
+		}
+	}
+}

@@ -77,7 +77,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 		return o == written
 	}
 	ru := rollup.NewBatch(db.opts.Replica)
-	err = db.insPreds.insert(ctx, tx, b.preds, &db.rowArgs, func(r *predRow, o outcome, err error) error {
+	err = db.insPreds.insert(ctx, tx, db.predRows(b.preds), &db.rowArgs, func(r *predRow, o outcome, err error) error {
 		if tally(&n.preds, o, "predictions", r.id, err) {
 			ru.AddPrediction(&r.roll)
 		}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"database/sql"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -76,7 +77,15 @@ type deferRow struct {
 }
 
 func (db *DB) predRow(p *understudy.Prediction) *predRow {
-	r := &predRow{
+	r := &predRow{}
+	db.encodePred(r, nil, p)
+	return r
+}
+
+// encodePred fills r from p, appending its tensors' stored forms to buf,
+// and returns buf. r's tensors point into buf.
+func (db *DB) encodePred(r *predRow, buf []byte, p *understudy.Prediction) []byte {
+	*r = predRow{
 		servedBy:  understudy.StoredServedBy(p.ServedBy),
 		id:        p.ID,
 		model:     p.Model,
@@ -87,11 +96,10 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 		err:       p.Error,
 		cpuUS:     nullDuration(p.CPU),
 	}
-	// One buffer for both tensor maps: one allocation per row.
-	in := store.StoredTensorsSize(p.Inputs)
-	buf := make([]byte, 0, in+store.StoredTensorsSize(p.Outputs))
+	start := len(buf)
+	buf = slices.Grow(buf, store.StoredTensorsSize(p.Inputs)+store.StoredTensorsSize(p.Outputs))
 	buf = store.AppendStoredTensors(buf, p.Inputs)
-	stored := buf[:len(buf):len(buf)]
+	stored := buf[start:len(buf):len(buf)]
 	r.inputsSize = len(stored)
 	if inputCap := db.opts.InputCap; inputCap < 0 || len(stored) > inputCap {
 		// Over the cap (or no inputs kept at all): keep the hash and size
@@ -106,11 +114,38 @@ func (db *DB) predRow(p *understudy.Prediction) *predRow {
 	}
 	r.inputs = stored
 	if p.Outputs != nil {
-		r.outputs = store.AppendStoredTensors(buf[len(buf):], p.Outputs)
+		o := len(buf)
+		buf = store.AppendStoredTensors(buf, p.Outputs)
+		r.outputs = buf[o:len(buf):len(buf)]
 	}
 	r.roll = rollup.PredictionOf(p, r.timeUS)
-	return r
+	return buf
 }
+
+// predRows encodes a batch's predictions for its insert, into rows and a
+// buffer that the writer reuses from batch to batch: a request hands over
+// only its Prediction, and no encoded row outlives its batch. Only the
+// writer's goroutine calls it; the rows are good until the next call.
+func (db *DB) predRows(preds []*understudy.Prediction) []*predRow {
+	if cap(db.predScratch) < len(preds) {
+		db.predScratch = make([]predRow, len(preds))
+	}
+	rows := db.predScratch[:len(preds)]
+	ptrs, buf := db.predPtrs[:0], db.predBuf[:0]
+	if cap(buf) > maxPredBuf {
+		buf = nil // grown by a batch of large inputs: let it go
+	}
+	for i, p := range preds {
+		buf = db.encodePred(&rows[i], buf, p)
+		ptrs = append(ptrs, &rows[i])
+	}
+	db.predPtrs, db.predBuf = ptrs, buf
+	return ptrs
+}
+
+// maxPredBuf is the largest encoding buffer the writer keeps between
+// batches.
+const maxPredBuf = 4 << 20
 
 // bytesString returns b as a string without copying it. Only for buffers
 // nothing writes to afterwards, such as a fresh encoding handed to a row.
