@@ -217,6 +217,13 @@ func pairedAll(t *testing.T, m *Main, prefix, shadow string, n int, within time.
 	}
 }
 
+// backfillWait is how long a test waits for backfill to pair every
+// request. Backfill runs only on spare CPU (SCHED_IDLE): with two busy
+// loops on the two cores it paired 38–39 of 300 requests in a minute, at
+// 897facf as now, and CI runs other packages' tests beside this one. A
+// healthy run pairs all within 2 s; the wait only bounds a broken one.
+const backfillWait = 4 * time.Minute
+
 // Ensure a burst whose shadow jobs are mostly shed ends, once traffic
 // stops, with every request paired: the shed jobs are deferred and
 // backfilled, and the report counts them as such, with full coverage.
@@ -232,7 +239,7 @@ func TestBurstIsBackfilled(t *testing.T) {
 	t.Logf("burst of %d requests took %v", n, time.Since(start))
 	stopped := time.Now()
 	for _, shadow := range []string{"iris-v2", "slow"} {
-		counts := pairedAll(t, m, "b", shadow, n, 60*time.Second)
+		counts := pairedAll(t, m, "b", shadow, n, backfillWait)
 		t.Logf("%s: %v, all paired %.2f s after the burst", shadow, counts, time.Since(stopped).Seconds())
 		if counts[understudy.OriginLive]+counts[understudy.OriginBackfill] != n {
 			t.Errorf("%s: origins %v; want %d live or backfill", shadow, counts, n)
@@ -290,7 +297,7 @@ func TestBacklogSurvivesRestart(t *testing.T) {
 	defer m.Close()
 	backfilled := 0
 	for _, shadow := range []string{"iris-v2", "slow"} {
-		counts := pairedAll(t, m, "r", shadow, n, 60*time.Second)
+		counts := pairedAll(t, m, "r", shadow, n, backfillWait)
 		backfilled += counts[understudy.OriginBackfill]
 	}
 	if int64(backfilled) != pending {
