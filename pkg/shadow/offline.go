@@ -232,7 +232,7 @@ func (m *Mirror) waitIdle(ctx context.Context) bool {
 		if m.cfg.Arrived != nil {
 			a = m.cfg.Arrived()
 		}
-		if a != m.off.seen || len(m.queue) > 0 || (m.cfg.InFlight != nil && m.cfg.InFlight() > 0) {
+		if a != m.off.seen || !m.idleNow() {
 			m.off.seen, m.off.quiet = a, now
 		}
 		if now.Sub(m.off.quiet) >= m.cfg.IdleFor {
