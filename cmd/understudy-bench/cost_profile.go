@@ -131,17 +131,9 @@ func (r *costRun) addAllocs(p *profile.Profile, sign int64) {
 }
 
 func fetchAllocs(debugURL string) (*profile.Profile, error) {
-	resp, err := http.Get(debugURL + "/debug/pprof/allocs")
+	raw, err := get(debugURL + "/debug/pprof/allocs")
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
 	}
 	return profile.ParseData(raw)
 }

@@ -169,13 +169,12 @@ func losslessCoverage(m benchModel) (float64, error) {
 			}
 		}
 	}
-	noneAll := loadResult{lat: slices.Concat(none.rounds...)}
-	p99none := noneAll.p(99)
+	p99none := roundsP(none.rounds, 99)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "shadows\trule\tp50\tp99\tp99 ÷ none\t95% interval\tmedian of turns\tcoverage per shadow\ttargets\t")
 	for _, c := range configs {
-		all := loadResult{lat: slices.Concat(c.rounds...)}
-		ratio := float64(all.p(99)) / float64(p99none)
+		p50, p99 := roundsP(c.rounds, 50), roundsP(c.rounds, 99)
+		ratio := float64(p99) / float64(p99none)
 		interval, perTurn, p99Target := "-", "-", ""
 		if c != none {
 			lo, hi := quantileRatioInterval(none.rounds, c.rounds, 0.99, 1)
@@ -205,7 +204,7 @@ func losslessCoverage(m benchModel) (float64, error) {
 		case 2:
 			target = fmt.Sprintf("coverage %s, p99 %s", metOrNot(minCov >= 50 && maxCov-minCov <= 10), p99Target)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%v\t%v\t%.2f\t%s\t%s\t%s\t%s\t\n", c.shadows, c.rule(), all.p(50), all.p(99), ratio, interval, perTurn, strings.Join(covs, " / "), target)
+		fmt.Fprintf(tw, "%d\t%s\t%v\t%v\t%.2f\t%s\t%s\t%s\t%s\t\n", c.shadows, c.rule(), p50, p99, ratio, interval, perTurn, strings.Join(covs, " / "), target)
 	}
 	tw.Flush()
 	fmt.Printf("at %.0f req/s, half the no-shadow maximum of %.0f (c=4); %d turns of %v rounds; --backfill-backlog 0, so coverage is live runs ÷ requests sent\n",

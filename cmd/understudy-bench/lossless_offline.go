@@ -345,7 +345,7 @@ func backfillCost(m benchModel, maxRate float64) error {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", x.label, x.s.sent,
 			ss.sum("understudy_model_runs_total", "role", "shadow"), ss.sum("understudy_shadow_deferred_total"),
 			ss.sum("understudy_shadow_offline_runs_total", "origin", "backfill"), x.s.offline[0], x.s.offline[1],
-			ss.sum("understudy_shadow_dropped_total")+ss.sum("understudy_shadow_backlog_dropped_total"))
+			ss.droppedForGood())
 	}
 	tw.Flush()
 	fmt.Println()

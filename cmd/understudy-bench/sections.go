@@ -1,16 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -106,9 +101,11 @@ func benchShadows(m benchModel) error {
 	fmt.Printf("(%d pairs of %v rounds in ABBA order, resampled in runs of %d)\n", len(roundsA), latencySlice, latencyBlock)
 	fmt.Printf("shadow shed rate: %.1f%% at maximum load (%d shed, %d run live), %.1f%% at the fixed rate\n",
 		pct(drops, drops+mirrored), drops, mirrored, pct(drops2-drops, drops2-drops+mirrored2-mirrored))
-	fmt.Printf("(shed jobs are deferred and backfilled when idle, by default: %.0f backfilled, %.0f dropped for good)\n\n",
-		metricSum(shadowed.url, "understudy_shadow_offline_runs_total", "origin", "backfill"),
-		metricSum(shadowed.url, "understudy_shadow_dropped_total")+metricSum(shadowed.url, "understudy_shadow_backlog_dropped_total"))
+	if ss, err := scrape(shadowed.url); err == nil {
+		fmt.Printf("(shed jobs are deferred and backfilled when idle, by default: %.0f backfilled, %.0f dropped for good)\n",
+			ss.sum("understudy_shadow_offline_runs_total", "origin", "backfill"), ss.droppedForGood())
+	}
+	fmt.Println()
 	return nil
 }
 
@@ -145,28 +142,16 @@ const latencyBlock = 8
 func quiesce(url string) error {
 	// A backlog of a few thousand jobs of a large model takes seconds.
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		resp, err := http.Get(url + "/metrics")
+		ss, err := scrape(url)
 		if err != nil {
 			return err
 		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		queued := 0.0
-		for _, m := range queueLine.FindAllStringSubmatch(string(b), -1) {
-			v, _ := strconv.ParseFloat(m[1], 64)
-			queued += v
-		}
-		if queued == 0 {
+		if ss.sum("understudy_shadow_queue_depth")+ss.sum("understudy_store_queue_depth")+ss.sum("understudy_shadow_backlog_pending") == 0 {
 			return nil
 		}
 	}
 	return fmt.Errorf("%s: queues or backlog not empty after 60 s", url)
 }
-
-var queueLine = regexp.MustCompile(`(?m)^understudy_(?:shadow_queue_depth|store_queue_depth|shadow_backlog_pending) (\S+)$`)
 
 // pairedOpenLoop sends the same fixed rate to two servers in short
 // alternating rounds for d in all, A B B A, so that a host that slows or
@@ -212,27 +197,15 @@ func pct(a, b int64) float64 {
 	return 100 * float64(a) / float64(b)
 }
 
-var metricLine = regexp.MustCompile(`(?m)^(understudy_shadow_dropped_total|understudy_shadow_deferred_total|understudy_model_runs_total)\{([^}]*)\} (\S+)$`)
-
 // shadowCounts reads shed and completed live shadow jobs from /metrics:
 // shed are those dropped or deferred to the backlog.
-func shadowCounts(url string) (dropped, ran int64) {
-	resp, err := http.Get(url + "/metrics")
+func shadowCounts(url string) (shed, ran int64) {
+	ss, err := scrape(url)
 	if err != nil {
 		return 0, 0
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, m := range metricLine.FindAllStringSubmatch(string(b), -1) {
-		v, _ := strconv.ParseFloat(m[3], 64)
-		switch {
-		case m[1] != "understudy_model_runs_total":
-			dropped += int64(v)
-		case strings.Contains(m[2], `role="shadow"`):
-			ran += int64(v)
-		}
-	}
-	return dropped, ran
+	return int64(ss.sum("understudy_shadow_dropped_total") + ss.sum("understudy_shadow_deferred_total")),
+		int64(ss.sum("understudy_model_runs_total", "role", "shadow"))
 }
 
 // benchLifecycle measures how long a file dropped into models/ takes to
@@ -274,29 +247,6 @@ func benchLifecycle(models []benchModel) error {
 	tw.Flush()
 	fmt.Println()
 	return nil
-}
-
-func modelRole(url, name string) (role string, loadMS, warmMS float64) {
-	resp, err := http.Get(url + "/models")
-	if err != nil {
-		return "", 0, 0
-	}
-	defer resp.Body.Close()
-	var v struct {
-		Models []struct {
-			Name     string  `json:"name"`
-			Role     string  `json:"role"`
-			LoadMS   float64 `json:"load_ms"`
-			WarmupMS float64 `json:"warmup_ms"`
-		}
-	}
-	json.NewDecoder(resp.Body).Decode(&v)
-	for _, m := range v.Models {
-		if m.Name == name {
-			return m.Role, m.LoadMS, m.WarmupMS
-		}
-	}
-	return "", 0, 0
 }
 
 // benchSoak runs a constant load with two shadows and compares resident
