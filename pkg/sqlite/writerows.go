@@ -76,12 +76,6 @@ type deferRow struct {
 	timeUS, deferredUS  int64
 }
 
-func (db *DB) predRow(p *understudy.Prediction) *predRow {
-	r := &predRow{}
-	db.encodePred(r, nil, p)
-	return r
-}
-
 // encodePred fills r from p, appending its tensors' stored forms to buf,
 // and returns buf. r's tensors point into buf.
 func (db *DB) encodePred(r *predRow, buf []byte, p *understudy.Prediction) []byte {
