@@ -253,19 +253,3 @@ func lenOf(data any) int {
 	}
 	return -1
 }
-
-// elemSize is the bytes of one element of dt in the binary form; 0 for
-// strings, whose elements carry their own length.
-func elemSize(dt understudy.DType) int {
-	switch dt {
-	case understudy.Int8, understudy.Uint8, understudy.Bool:
-		return 1
-	case understudy.Int16, understudy.Uint16, understudy.Float16:
-		return 2
-	case understudy.Int32, understudy.Uint32, understudy.Float32:
-		return 4
-	case understudy.Int64, understudy.Uint64, understudy.Float64:
-		return 8
-	}
-	return 0
-}

@@ -146,7 +146,7 @@ func decodeStored(raw []byte) (map[string]*understudy.Tensor, error) {
 			}
 			n *= d
 		}
-		if size := elemSize(dt); size > 0 {
+		if size := dt.Size(); size > 0 {
 			p := r.bytes(uint64(n) * uint64(size))
 			if r.err != nil {
 				break

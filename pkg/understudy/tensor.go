@@ -61,6 +61,22 @@ func (d *DType) UnmarshalText(b []byte) error {
 // Supported reports whether the server can convert this type to and from JSON.
 func (d DType) Supported() bool { _, ok := dtypeNames[d]; return ok }
 
+// Size is the size in bytes of one element in memory and in the raw
+// little-endian form; 0 for strings, whose elements carry their own length.
+func (d DType) Size() int {
+	switch d {
+	case Bool, Int8, Uint8:
+		return 1
+	case Int16, Uint16, Float16:
+		return 2
+	case Int32, Uint32, Float32:
+		return 4
+	case Int64, Uint64, Float64:
+		return 8
+	}
+	return 0
+}
+
 // IsFloat reports whether the type holds floating-point numbers.
 func (d DType) IsFloat() bool { return d == Float32 || d == Float64 || d == Float16 }
 

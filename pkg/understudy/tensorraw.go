@@ -13,22 +13,6 @@ import (
 // typed arrays of gRPC's InferTensorContents. Every form ends in the same
 // Tensor, checked by the same rules.
 
-// elemSize is the size in bytes of one element in the raw form; 0 for
-// strings, which are length-prefixed.
-func elemSize(dt DType) int {
-	switch dt {
-	case Bool, Int8, Uint8:
-		return 1
-	case Int16, Uint16, Float16:
-		return 2
-	case Int32, Uint32, Float32:
-		return 4
-	case Int64, Uint64, Float64:
-		return 8
-	}
-	return 0
-}
-
 // DecodeRaw reads a tensor of type dt and the client's shape from raw
 // bytes: little-endian, row-major, and for strings each element as a 4-byte
 // little-endian length followed by its bytes. Every fault is an EINVALID
@@ -40,7 +24,7 @@ func DecodeRaw(raw []byte, dt DType, shape []int64, name string) (*Tensor, error
 	}
 	// The sizes are checked before anything is allocated: the shape is
 	// the client's word, the bytes are what it sent.
-	size := elemSize(dt)
+	size := dt.Size()
 	switch {
 	case dt == String && len(raw) < 4*n:
 		return nil, Errorf(EINVALID, "input %q: raw data is %d bytes, too few for the %d strings that shape %s holds; each is a 4-byte little-endian length and its bytes", name, len(raw), n, FormatShape(shape))
@@ -197,7 +181,7 @@ func RawSize(t *Tensor) int {
 		}
 		return n
 	}
-	return t.Len() * elemSize(t.DType)
+	return t.Len() * t.DType.Size()
 }
 
 // FromValues builds a tensor of type dt and the client's shape from a typed
