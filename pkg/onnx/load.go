@@ -146,6 +146,10 @@ func (r *Runtime) Load(data []byte, o Options) (*understudy.LoadedModel, error) 
 	}
 	session := &Session{sess: sess, sig: sig, options: make(chan *ort.RunOptions, 64)}
 	session.presize.Store(presizable(sig))
+	session.slots = make([]chan *slot, slotRows(sig))
+	for i := range session.slots {
+		session.slots[i] = make(chan *slot, slotsFree)
+	}
 	return &understudy.LoadedModel{
 		Runner:      session,
 		Signature:   sig,

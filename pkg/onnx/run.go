@@ -45,6 +45,9 @@ type Session struct {
 	shortBatch atomic.Int64
 	// shortCount counts the short runs in a row.
 	shortCount atomic.Int64
+	// slots holds idle input and output values per batch size, 1 to
+	// len(slots); empty when the signature cannot use them (slots.go).
+	slots []chan *slot
 }
 
 // shortRun is the longest run not worth terminating: a context that ends
@@ -95,6 +98,17 @@ func (s *Session) Close() error {
 		return nil
 	}
 	s.done = true
+	for _, free := range s.slots {
+	drain:
+		for {
+			select {
+			case sl := <-free:
+				sl.destroy()
+			default:
+				break drain
+			}
+		}
+	}
 	for {
 		select {
 		case ro := <-s.options:
@@ -111,6 +125,34 @@ func (s *Session) Close() error {
 // short (see shortBatch) are not terminable: ctx is checked before and
 // after them instead.
 func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor) (_ map[string]*understudy.Tensor, err error) {
+	var batch int64 = -1
+	for _, info := range s.sig.Inputs {
+		t, ok := inputs[info.Name]
+		if !ok {
+			return nil, understudy.Errorf(understudy.EINVALID, "missing input %q", info.Name)
+		}
+		if t.DType != info.DType {
+			return nil, understudy.Errorf(understudy.EINVALID, "input %q is %v, want %v", info.Name, t.DType, info.DType)
+		}
+		// The batch is the first dimension of an input that declares it
+		// dynamic; a fixed first dimension says nothing about the rows.
+		if batch < 0 && len(info.Dims) > 0 && info.Dims[0] < 0 && len(t.Shape) > 0 {
+			batch = t.Shape[0]
+		}
+	}
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("run not started: %w", err)
+		}
+	}
+	// The rows of this run, for the measure of short runs.
+	rows := max(batch, 1)
+	if sl := s.takeSlot(inputs, batch); sl != nil {
+		if result, err, ok := s.runSlot(ctx, sl, inputs, rows); ok {
+			return result, err
+		}
+	}
+
 	ins := make([]ort.Value, len(s.sig.Inputs))
 	outs := make([]ort.Value, len(s.sig.Outputs))
 	defer func() {
@@ -126,40 +168,49 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 			}
 		}
 	}()
-	var batch int64 = -1
 	for i, info := range s.sig.Inputs {
-		t, ok := inputs[info.Name]
-		if !ok {
-			return nil, understudy.Errorf(understudy.EINVALID, "missing input %q", info.Name)
-		}
-		if t.DType != info.DType {
-			return nil, understudy.Errorf(understudy.EINVALID, "input %q is %v, want %v", info.Name, t.DType, info.DType)
-		}
-		if ins[i], err = toValue(t); err != nil {
+		if ins[i], err = toValue(inputs[info.Name]); err != nil {
 			return nil, fmt.Errorf("input %q: %w", info.Name, err)
-		}
-		// The batch is the first dimension of an input that declares it
-		// dynamic; a fixed first dimension says nothing about the rows.
-		if batch < 0 && len(info.Dims) > 0 && info.Dims[0] < 0 && len(t.Shape) > 0 {
-			batch = t.Shape[0]
 		}
 	}
 	presized, err := s.allocateOutputs(outs, batch, s.presize.Load())
 	if err != nil {
 		return nil, err
 	}
-
-	// The rows of this run, for the measure of short runs.
-	rows := max(batch, 1)
-	var ro *ort.RunOptions
-	if ctx.Done() != nil {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("run not started: %w", err)
+	runErr := s.execute(ctx, ins, outs, rows)
+	if runErr != nil && presized && ctx.Err() == nil && presizeMismatch(runErr) {
+		// Perhaps an output is not the size its signature suggests: run
+		// again with ORT sizing them, and stop presizing if that works.
+		if _, err := s.allocateOutputs(outs, batch, false); err != nil {
+			return nil, err
+		}
+		if runErr = s.execute(ctx, ins, outs, rows); runErr == nil {
+			s.presize.Store(false)
 		}
 	}
+	runtime.KeepAlive(inputs)
+	if runErr != nil {
+		return nil, s.runError(ctx, runErr)
+	}
+	result := make(map[string]*understudy.Tensor, len(outs))
+	for i, info := range s.sig.Outputs {
+		t, err := fromValue(outs[i], info.DType)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", info.Name, err)
+		}
+		result[info.Name] = t
+	}
+	return result, nil
+}
+
+// execute runs ins into outs once, terminable through RunOptions when ctx
+// can end and runs of this many rows are not known to be short, and records
+// how long it took. The error is ONNX Runtime's or ctx's, unwrapped.
+func (s *Session) execute(ctx context.Context, ins, outs []ort.Value, rows int64) (err error) {
+	var ro *ort.RunOptions
 	if ctx.Done() != nil && rows > s.shortBatch.Load() {
 		if ro, err = s.runOptions(); err != nil {
-			return nil, fmt.Errorf("create run options: %w", err)
+			return fmt.Errorf("create run options: %w", err)
 		}
 		fired := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() { ro.Terminate(); close(fired) })
@@ -177,38 +228,21 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		}()
 	}
 	start := time.Now()
-	runErr := s.run(ctx, ins, outs, ro)
+	err = s.run(ctx, ins, outs, ro)
 	s.observe(rows, time.Since(start))
-	if runErr == nil && ro == nil && ctx.Done() != nil && ctx.Err() != nil {
+	if err == nil && ro == nil && ctx.Done() != nil && ctx.Err() != nil {
 		// A short run without the plumbing: the context ended while it ran.
-		runErr = ctx.Err()
+		err = ctx.Err()
 	}
-	if runErr != nil && presized && ctx.Err() == nil && presizeMismatch(runErr) {
-		// Perhaps an output is not the size its signature suggests: run
-		// again with ORT sizing them, and stop presizing if that works.
-		if _, err := s.allocateOutputs(outs, batch, false); err != nil {
-			return nil, err
-		}
-		if runErr = s.run(ctx, ins, outs, ro); runErr == nil {
-			s.presize.Store(false)
-		}
+	return err
+}
+
+// runError says why a run failed: its context ended, or the model failed.
+func (s *Session) runError(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("run terminated: %w", ctxErr)
 	}
-	runtime.KeepAlive(inputs)
-	if runErr != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("run terminated: %w", ctxErr)
-		}
-		return nil, understudy.Errorf(understudy.EMODEL, "the model failed on this input: %s", trimORT(runErr))
-	}
-	result := make(map[string]*understudy.Tensor, len(outs))
-	for i, info := range s.sig.Outputs {
-		t, err := fromValue(outs[i], info.DType)
-		if err != nil {
-			return nil, fmt.Errorf("output %q: %w", info.Name, err)
-		}
-		result[info.Name] = t
-	}
-	return result, nil
+	return understudy.Errorf(understudy.EMODEL, "the model failed on this input: %s", trimORT(err))
 }
 
 // run runs the session once, measuring its CPU time if ctx asks for it.

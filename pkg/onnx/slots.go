@@ -1,0 +1,256 @@
+package onnx
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// This file keeps a run's input and output values from one run to the next
+// (slots), per batch size. Creating the values and releasing them after the
+// run cost six cgo calls, 2–3 µs, on a run of the tiny MLP that takes
+// about 10 µs in ONNX Runtime. A slot's values are bound to Go memory once;
+// a run copies its inputs in and its outputs out, which for the small
+// tensors that a request carries costs far less.
+
+// slotRowsMax is the largest batch that gets slots: the requests where the
+// values' cost matters against the run are small, and a slot per batch size
+// up to this keeps the memory bounded.
+const slotRowsMax = 8
+
+// slotBytesMax bounds one slot's memory, inputs and outputs together.
+const slotBytesMax = 64 << 10
+
+// slotsFree is how many idle slots a batch size keeps; a run that finds
+// none creates one, and one returned to a full list is released.
+const slotsFree = 16
+
+// slot is one set of input and output values, for the shapes that the
+// signature gives at one batch size.
+type slot struct {
+	ins, outs []ort.Value
+	inShapes  [][]int64
+}
+
+// slotRows returns the largest batch that gets slots for sig, or 0 when its
+// runs cannot use them: every input and output must be a numeric tensor
+// (not float16, which the binding keeps in bytes) whose dimensions after a
+// dynamic first are fixed, so that the batch alone tells every shape.
+func slotRows(sig understudy.Signature) int64 {
+	perRow := int64(0)
+	batched := func(info understudy.TensorInfo) bool { return len(info.Dims) > 0 && info.Dims[0] < 0 }
+	if slices.ContainsFunc(sig.Outputs, batched) && !slices.ContainsFunc(sig.Inputs, batched) {
+		// No input tells the batch that an output's first dimension needs.
+		return 0
+	}
+	for _, list := range [][]understudy.TensorInfo{sig.Inputs, sig.Outputs} {
+		for _, info := range list {
+			if info.DType == understudy.String || info.DType == understudy.Float16 || len(info.Dims) == 0 {
+				return 0
+			}
+			if slices.ContainsFunc(info.Dims[1:], func(d int64) bool { return d < 0 }) {
+				return 0
+			}
+			n := int64(info.DType.Size())
+			for _, d := range info.Dims {
+				n *= max(d, 1)
+			}
+			perRow += n
+		}
+	}
+	return min(slotRowsMax, slotBytesMax/max(perRow, 1))
+}
+
+// takeSlot returns a slot whose input shapes are those of inputs, or nil
+// when the run must create its own values: the session does not use slots,
+// outputs are not presized (any more), or the batch or a shape does not fit.
+func (s *Session) takeSlot(inputs map[string]*understudy.Tensor, batch int64) *slot {
+	rows := max(batch, 1)
+	if rows > int64(len(s.slots)) || !s.presize.Load() {
+		return nil
+	}
+	var sl *slot
+	select {
+	case sl = <-s.slots[rows-1]:
+	default:
+		var err error
+		if sl, err = s.newSlot(batch); err != nil {
+			return nil
+		}
+	}
+	for i, info := range s.sig.Inputs {
+		if t := inputs[info.Name]; !slices.Equal(t.Shape, sl.inShapes[i]) {
+			s.putSlot(sl, rows)
+			return nil
+		}
+	}
+	return sl
+}
+
+func (s *Session) newSlot(batch int64) (*slot, error) {
+	sl := &slot{
+		ins:      make([]ort.Value, len(s.sig.Inputs)),
+		outs:     make([]ort.Value, len(s.sig.Outputs)),
+		inShapes: make([][]int64, len(s.sig.Inputs)),
+	}
+	for i, info := range s.sig.Inputs {
+		shape, _ := outputShape(info.Dims, batch)
+		if shape == nil {
+			sl.destroy()
+			return nil, errNoShape
+		}
+		sl.inShapes[i] = shape
+		v, err := emptyValue(info.DType, shape)
+		if err != nil {
+			sl.destroy()
+			return nil, err
+		}
+		sl.ins[i] = v
+	}
+	for i, info := range s.sig.Outputs {
+		shape, _ := outputShape(info.Dims, batch)
+		if shape == nil {
+			sl.destroy()
+			return nil, errNoShape
+		}
+		v, err := emptyValue(info.DType, shape)
+		if err != nil {
+			sl.destroy()
+			return nil, err
+		}
+		sl.outs[i] = v
+	}
+	return sl, nil
+}
+
+var errNoShape = understudy.Errorf(understudy.EINTERNAL, "no shape for a slot")
+
+// putSlot keeps sl for the next run of its batch size, or releases it.
+func (s *Session) putSlot(sl *slot, rows int64) {
+	select {
+	case s.slots[rows-1] <- sl:
+	default:
+		sl.destroy()
+	}
+}
+
+func (sl *slot) destroy() {
+	for _, v := range sl.ins {
+		if v != nil {
+			v.Destroy()
+		}
+	}
+	for _, v := range sl.outs {
+		if v != nil {
+			v.Destroy()
+		}
+	}
+}
+
+// runSlot runs inputs through sl. ok is false when the run failed because
+// the presized outputs did not fit, which the caller's path without slots
+// cures; sl is released then, and after any other failure, since a failed
+// run may leave its values in any state.
+func (s *Session) runSlot(ctx context.Context, sl *slot, inputs map[string]*understudy.Tensor, rows int64) (_ map[string]*understudy.Tensor, err error, ok bool) {
+	for i, info := range s.sig.Inputs {
+		if !fill(sl.ins[i], inputs[info.Name].Data) {
+			sl.destroy()
+			return nil, understudy.Errorf(understudy.EINTERNAL, "input %q: %T does not fit its slot", info.Name, inputs[info.Name].Data), true
+		}
+	}
+	if runErr := s.execute(ctx, sl.ins, sl.outs, rows); runErr != nil {
+		sl.destroy()
+		if ctx.Err() == nil && presizeMismatch(runErr) {
+			return nil, nil, false
+		}
+		return nil, s.runError(ctx, runErr), true
+	}
+	result := make(map[string]*understudy.Tensor, len(sl.outs))
+	for i, info := range s.sig.Outputs {
+		// The slot's memory is the next run's: the answer gets a copy.
+		t := answer(sl.outs[i], info.DType)
+		if t == nil {
+			sl.destroy()
+			return nil, fmt.Errorf("output %q: unexpected value %T", info.Name, sl.outs[i]), true
+		}
+		result[info.Name] = t
+	}
+	s.putSlot(sl, rows)
+	return result, nil, true
+}
+
+// fill copies data into v, a tensor of the same type and length.
+func fill(v ort.Value, data any) bool {
+	switch d := data.(type) {
+	case []float32:
+		return fillT(v, d)
+	case []float64:
+		return fillT(v, d)
+	case []int8:
+		return fillT(v, d)
+	case []uint8:
+		return fillT(v, d)
+	case []int16:
+		return fillT(v, d)
+	case []uint16:
+		return fillT(v, d)
+	case []int32:
+		return fillT(v, d)
+	case []int64:
+		return fillT(v, d)
+	case []uint32:
+		return fillT(v, d)
+	case []uint64:
+		return fillT(v, d)
+	case []bool:
+		return fillT(v, d)
+	}
+	return false
+}
+
+func fillT[T ort.TensorData](v ort.Value, d []T) bool {
+	t, ok := v.(*ort.Tensor[T])
+	if !ok || len(t.GetData()) != len(d) {
+		return false
+	}
+	copy(t.GetData(), d)
+	return true
+}
+
+// answer copies a numeric output out of a slot; nil if v is not one.
+func answer(v ort.Value, dt understudy.DType) *understudy.Tensor {
+	switch x := v.(type) {
+	case *ort.Tensor[float32]:
+		return answerT(x, dt)
+	case *ort.Tensor[float64]:
+		return answerT(x, dt)
+	case *ort.Tensor[int8]:
+		return answerT(x, dt)
+	case *ort.Tensor[uint8]:
+		return answerT(x, dt)
+	case *ort.Tensor[int16]:
+		return answerT(x, dt)
+	case *ort.Tensor[uint16]:
+		return answerT(x, dt)
+	case *ort.Tensor[int32]:
+		return answerT(x, dt)
+	case *ort.Tensor[int64]:
+		return answerT(x, dt)
+	case *ort.Tensor[uint32]:
+		return answerT(x, dt)
+	case *ort.Tensor[uint64]:
+		return answerT(x, dt)
+	case *ort.Tensor[bool]:
+		return answerT(x, dt)
+	}
+	return nil
+}
+
+func answerT[T ort.TensorData](x *ort.Tensor[T], dt understudy.DType) *understudy.Tensor {
+	// GetShape returns a copy.
+	return &understudy.Tensor{DType: dt, Shape: []int64(x.GetShape()), Data: slices.Clone(x.GetData())}
+}

@@ -1,0 +1,125 @@
+package onnx_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/understudy-ml/understudy/pkg/onnx"
+	"github.com/understudy-ml/understudy/pkg/onnxbuild"
+	"github.com/understudy-ml/understudy/pkg/understudy"
+)
+
+// negInput is rows × 3 values that differ for every seed.
+func negInput(seed, rows int) *understudy.Tensor {
+	x := make([]float32, 3*rows)
+	for i := range x {
+		x[i] = float32(seed*1000+i) + 0.25
+	}
+	return &understudy.Tensor{DType: understudy.Float32, Shape: []int64{int64(rows), 3}, Data: x}
+}
+
+func checkNeg(in, out *understudy.Tensor) error {
+	x, y := in.Data.([]float32), out.Data.([]float32)
+	if !slices.Equal(out.Shape, in.Shape) || len(y) != len(x) {
+		return fmt.Errorf("shape %v with %d values, want %v", out.Shape, len(y), in.Shape)
+	}
+	for i := range x {
+		if y[i] != -x[i] {
+			return fmt.Errorf("y[%d] = %v, want %v", i, y[i], -x[i])
+		}
+	}
+	return nil
+}
+
+// Ensure runs through reused values (slots) answer each run's own inputs,
+// and that an answer handed out is never overwritten by a later run of the
+// same batch size: every answer is checked after all the runs. Batches past
+// the slots' limit take the path without them, in the same sequence.
+func TestSlotsKeepEveryAnswer(t *testing.T) {
+	lm := load(t, onnxbuild.Neg(onnxbuild.Float))
+	type pair struct{ in, out *understudy.Tensor }
+	var kept []pair
+	for k := range 60 {
+		in := negInput(k, 1+k%10)
+		kept = append(kept, pair{in, run(t, lm, map[string]*understudy.Tensor{"x": in})["y"]})
+	}
+	for k, p := range kept {
+		if err := checkNeg(p.in, p.out); err != nil {
+			t.Errorf("run %d (%d rows): %v", k, p.in.Shape[0], err)
+		}
+	}
+	// Runs one after another reuse one slot per batch size, rather than
+	// creating one each time.
+	for rows := 1; rows <= 8; rows++ {
+		if n := onnx.IdleSlots(lm.Runner, rows); n != 1 {
+			t.Errorf("%d idle slots for %d rows after runs one at a time, want 1", n, rows)
+		}
+	}
+	if n := onnx.IdleSlots(lm.Runner, 9); n != 0 {
+		t.Errorf("%d idle slots for 9 rows, past the limit; want 0", n)
+	}
+}
+
+// Ensure concurrent runs through slots never see each other's inputs or
+// answers.
+func TestSlotsConcurrent(t *testing.T) {
+	lm := load(t, onnxbuild.Neg(onnxbuild.Float))
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 300 {
+				in := negInput(g*1000+k, 1+k%2)
+				out, err := lm.Runner.Run(context.Background(), map[string]*understudy.Tensor{"x": in})
+				if err == nil {
+					err = checkNeg(in, out["y"])
+				}
+				if err != nil {
+					errs <- fmt.Errorf("goroutine %d, run %d: %w", g, k, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// Ensure inputs whose shapes disagree with each other's batch do not fit a
+// slot: the run goes to ONNX Runtime as given, which answers each output at
+// its own input's batch, and the next run is right too.
+func TestSlotsRefuseMismatchedShapes(t *testing.T) {
+	lm := load(t, onnxbuild.MultiIO())
+	for _, in := range []map[string]*understudy.Tensor{{
+		"a": {DType: understudy.Float32, Shape: []int64{1, 3}, Data: []float32{1, 2, 3}},
+		"b": {DType: understudy.Int64, Shape: []int64{2, 2}, Data: []int64{1, 2, 3, 4}},
+	}, {
+		"a": {DType: understudy.Float32, Shape: []int64{1, 3}, Data: []float32{4, 5, 6}},
+		"b": {DType: understudy.Int64, Shape: []int64{1, 2}, Data: []int64{5, 6}},
+	}} {
+		out := run(t, lm, in)
+		a, b := in["a"].Data.([]float32), in["b"].Data.([]int64)
+		var wantSum []float32
+		for _, v := range a {
+			wantSum = append(wantSum, 2*v)
+		}
+		var wantB []int64
+		for _, v := range b {
+			wantB = append(wantB, 2*v)
+		}
+		if got := out["sum"]; !slices.Equal(got.Data.([]float32), wantSum) || !slices.Equal(got.Shape, in["a"].Shape) {
+			t.Errorf("a %v: sum = %v %v, want %v %v", a, got.Shape, got.Data, in["a"].Shape, wantSum)
+		}
+		if got := out["b_doubled"]; !slices.Equal(got.Data.([]int64), wantB) || !slices.Equal(got.Shape, in["b"].Shape) {
+			t.Errorf("b %v: b_doubled = %v %v, want %v %v", b, got.Shape, got.Data, in["b"].Shape, wantB)
+		}
+	}
+}
