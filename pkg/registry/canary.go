@@ -261,7 +261,7 @@ func (r *Registry) AcquireCanary() (understudy.CanaryRoute, bool) {
 		}
 		m.canary.seen.Add(1)
 		return understudy.CanaryRoute{Model: &m.ServingModel, Weight: set.Canary.Weight, Timeout: set.Timeout,
-			Release: m.Release, Outcome: func(answered bool) { r.canaryOutcome(m, answered) }}, true
+			Release: m.release, Outcome: func(answered bool) { r.canaryOutcome(m, answered) }}, true
 	}
 	return understudy.CanaryRoute{}, false
 }

@@ -197,6 +197,7 @@ func (r *Registry) loadFile(name string, fs *fileState, actor string) {
 	}
 	r.open.Add(1)
 	m.refs.Store(1)
+	m.release = m.Release
 	if r.Warmup {
 		start = r.Now()
 		if err := Warmup(m.Runner, sig); err != nil {

@@ -50,6 +50,9 @@ type Model struct {
 	batcher *batch.Batcher
 	noBatch string // why requests are not merged, when merging is on
 	canary  canaryState
+	// release is Release as a func value, made once: a method value made
+	// at each Acquire would be an allocation on every request.
+	release func()
 }
 
 // NewModel wraps a runner as a model that is not in any registry, with the
@@ -59,6 +62,7 @@ func NewModel(name, version string, sig understudy.Signature, run understudy.Run
 	m.primary = m.ServingModel
 	m.info = understudy.ModelInfo{Name: name, Version: version, Role: understudy.RoleShadow, Signature: &sig}
 	m.refs.Store(1)
+	m.release = m.Release
 	m.SetSettings(set)
 	return m
 }

@@ -156,7 +156,7 @@ func (r *Registry) AcquirePrimary() (*understudy.ServingModel, func(), bool) {
 		// A failed Acquire means the primary was swapped out and retired
 		// between the load and the acquire; the next snapshot has the new one.
 		if s.primary.Acquire() {
-			return &s.primary.primary, s.primary.Release, true
+			return &s.primary.primary, s.primary.release, true
 		}
 	}
 	return nil, nil, false
@@ -180,7 +180,7 @@ func (r *Registry) Acquire(name, version string) (*understudy.ServingModel, func
 			break
 		}
 		if p.Acquire() {
-			return &p.primary, p.Release, nil
+			return &p.primary, p.release, nil
 		}
 	}
 	r.mu.Lock()
