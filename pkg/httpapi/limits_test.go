@@ -146,6 +146,59 @@ func TestDeclaredLengthNotAllocatedUpFront(t *testing.T) {
 	}
 }
 
+// Ensure the body limit holds whether the client declares the length or
+// sends the body chunked: at the limit the request is served, one byte over
+// it is a 413 naming the limit, and a body shorter than declared is a 400.
+func TestBodyLimitDeclaredAndChunked(t *testing.T) {
+	s, ts := echoServer(t)
+	body := `{"input": [1, 2, 3]}`
+	s.MaxBody = int64(len(body))
+	over := `{"input": [1, 2, 30]}`
+	send := func(b string, chunked bool) (int, string) {
+		t.Helper()
+		var r io.Reader = strings.NewReader(b)
+		if chunked {
+			r = io.MultiReader(r) // no length known: net/http sends it chunked
+		}
+		req, err := http.NewRequest(http.MethodPost, ts.URL+"/predict", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		got, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(got)
+	}
+	for _, chunked := range []bool{false, true} {
+		if code, got := send(body, chunked); code != 200 {
+			t.Errorf("chunked %v: a body at the limit got %d %s, want 200", chunked, code, got)
+		}
+		code, got := send(over, chunked)
+		if want := strconv.Itoa(len(body)); code != 413 || !strings.Contains(got, want) {
+			t.Errorf("chunked %v: a body one byte over got %d %s, want 413 naming %s", chunked, code, got, want)
+		}
+	}
+
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:10])
+	c.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || !strings.Contains(string(got), "request body") {
+		t.Errorf("a body cut short of its Content-Length got %d %s, want 400 about the request body", resp.StatusCode, got)
+	}
+}
+
 // Ensure a body that arrives too slowly is cut off with a 400 that says so,
 // rather than holding its connection and buffer open indefinitely.
 func TestSlowBodyTimesOut(t *testing.T) {

@@ -179,7 +179,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		h["Content-Type"] = jsonContentType
 	}
 	h["Content-Length"] = []string{strconv.Itoa(len(buf))}
-	h[modelHeader] = []string{ans.Model.Name + "@" + ans.Model.Version}
+	h[modelHeader] = s.modelHeaderValue(ans.Model)
 	_, _ = w.Write(buf)
 }
 

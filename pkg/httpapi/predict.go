@@ -55,13 +55,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	// that cannot set deadlines (tests' recorders) simply go without.
 	rc := http.NewResponseController(w)
 	deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
-	lr := http.MaxBytesReader(w, r.Body, max)
 	var body []byte
 	var err error
 	if n := r.ContentLength; n > 0 {
-		body, err = readDeclared(lr, n)
+		// net/http's body reader stops at the declared length, checked
+		// against max above.
+		body, err = readDeclared(r.Body, n)
 	} else {
-		body, err = io.ReadAll(lr)
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	}
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -265,7 +266,8 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	buf = append(buf, `,"version":`...)
 	buf = understudy.AppendJSONString(buf, m.Version)
 	buf = append(buf, `},"outputs":{`...)
-	for i, n := range outputNames(&m.Signature, outputs) {
+	var names [8]string
+	for i, n := range outputNames(&m.Signature, outputs, names[:0]) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
@@ -284,7 +286,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		// Past its buffer net/http would send the answer chunked.
 		h["Content-Length"] = []string{strconv.Itoa(len(buf))}
 	}
-	h[modelHeader] = []string{m.Name + "@" + m.Version}
+	h[modelHeader] = s.modelHeaderValue(m)
 	_, _ = w.Write(buf)
 }
 
@@ -330,8 +332,7 @@ func (s *Server) inferError(w http.ResponseWriter, r *http.Request, id string, e
 
 // outputNames lists outputs in the model's order, or sorted by name when
 // the runner answered with other names than the signature declares.
-func outputNames(sig *understudy.Signature, outputs map[string]*understudy.Tensor) []string {
-	names := make([]string, 0, len(outputs))
+func outputNames(sig *understudy.Signature, outputs map[string]*understudy.Tensor, names []string) []string {
 	for _, o := range sig.Outputs {
 		if _, ok := outputs[o.Name]; ok {
 			names = append(names, o.Name)

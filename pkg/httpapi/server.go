@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -76,6 +77,26 @@ type Server struct {
 	Extra func(r chi.Router)
 
 	realClock bool // Now is time.Now
+	// answered is the X-Understudy-Model value of the last model that
+	// answered, kept so that each answer does not build it again.
+	answered atomic.Pointer[modelValue]
+}
+
+// modelValue is a model's X-Understudy-Model header value, name@version.
+type modelValue struct {
+	m   *understudy.ServingModel
+	hdr []string
+}
+
+// modelHeaderValue returns m's X-Understudy-Model value, shared between
+// answers: net/http only reads header values.
+func (s *Server) modelHeaderValue(m *understudy.ServingModel) []string {
+	if v := s.answered.Load(); v != nil && v.m == m {
+		return v.hdr
+	}
+	v := &modelValue{m: m, hdr: []string{m.Name + "@" + m.Version}}
+	s.answered.Store(v)
+	return v.hdr
 }
 
 // Handler returns the router with all middleware and routes.
@@ -143,6 +164,10 @@ const requestIDKey ctxKey = 0
 // RequestID returns the id given to this request: the client's
 // X-Request-Id, or a generated UUIDv7.
 func RequestID(r *http.Request) string {
+	if c, ok := r.Context().(*requestContext); ok {
+		// Through Value the string would be boxed again on every call.
+		return c.id
+	}
 	id, _ := r.Context().Value(requestIDKey).(string)
 	return id
 }
