@@ -191,7 +191,13 @@ func decodeInputs(req *predictRequest, sig *understudy.Signature) (map[string]*u
 		if len(sig.Inputs) != 1 {
 			return nil, understudy.Errorf(understudy.EINVALID, `"input" works only for models with one input; this model has %d: %s; use {"inputs": {...}}`, len(sig.Inputs), expected())
 		}
-		raw = map[string]json.RawMessage{sig.Inputs[0].Name: req.Input}
+		// The one input, without a map built to hold it.
+		in := sig.Inputs[0]
+		t, err := understudy.DecodeTensor(req.Input, in)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]*understudy.Tensor{in.Name: t}, nil
 	case raw == nil:
 		return nil, understudy.Errorf(understudy.EINVALID, `no "inputs" in the request; want %s with inputs %s`, predictShape, expected())
 	}
