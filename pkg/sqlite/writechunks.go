@@ -122,7 +122,7 @@ func predValues(replica string) string {
 // are (int64, float64, string, []byte, nil): an int or a sql.Null* type
 // goes through its reflection-based converter, once per parameter.
 func predArgs(args []any, r *predRow) []any {
-	return append(args, r.id, r.timeUS, r.model, r.version, r.inputs, r.inputsSHA256, int64(r.inputsSize), r.outputs, r.latencyUS, r.status, r.err, argInt(r.cpuUS), r.servedBy)
+	return append(args, r.id, r.timeUS, r.modelArg, r.versionArg, r.inputs, r.inputsSHA256, int64(r.inputsSize), r.outputs, r.latencyUS, r.statusArg, r.err, argInt(r.cpuUS), r.servedByArg)
 }
 
 func argInt(v sql.NullInt64) any {

@@ -31,6 +31,32 @@ type predRow struct {
 	cpuUS        sql.NullInt64
 	servedBy     string // who answered the user: see understudy.ServedBy
 	roll         rollup.Prediction
+	// The arguments of the strings that repeat from row to row, boxed
+	// once by the writer (boxes): database/sql takes every argument as
+	// an interface, and boxing a string allocates.
+	modelArg, versionArg, statusArg, servedByArg any
+}
+
+// boxes keeps the interface values of the last few distinct strings
+// boxed, for the writer's goroutine alone.
+type boxes struct {
+	s    [16]string
+	v    [16]any
+	next int
+}
+
+// of returns s as an interface, boxed once while it stays among the last
+// 16 distinct strings asked for.
+func (b *boxes) of(s string) any {
+	for i, v := range b.v {
+		if v != nil && b.s[i] == s {
+			return v
+		}
+	}
+	v := any(s)
+	b.s[b.next], b.v[b.next] = s, v
+	b.next = (b.next + 1) % len(b.s)
+	return v
 }
 
 type shadowRow struct {
@@ -113,6 +139,8 @@ func (db *DB) encodePred(r *predRow, buf []byte, p *understudy.Prediction) []byt
 		r.outputs = buf[o:len(buf):len(buf)]
 	}
 	r.roll = rollup.PredictionOf(p, r.timeUS)
+	r.modelArg, r.versionArg = db.boxes.of(r.model), db.boxes.of(r.version)
+	r.statusArg, r.servedByArg = db.boxes.of(r.status), db.boxes.of(r.servedBy)
 	return buf
 }
 
