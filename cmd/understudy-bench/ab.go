@@ -7,6 +7,8 @@ import (
 	"slices"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // The ab section compares two builds of the server, -bin (A) and -bin-b
@@ -58,33 +60,51 @@ func benchAB(m benchModel) error {
 	}
 	const round = 500 * time.Millisecond
 	rates := make([][]float64, 3)
-	cpu := make([][]float64, 3) // µs of server CPU per request
+	cpu := make([][]float64, 3)    // µs of server CPU per request
+	client := make([][]float64, 3) // µs of the load generator's CPU per request
+	idle := make([][]float64, 3)   // the machine's idle share of CPU time
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return err
+	}
 	var aBare, bBare, bA, cpuAdiff, cpuBdiff []float64
 	orders := [][]int{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}, {0, 2, 1}, {2, 0, 1}, {1, 0, 2}}
 	for i := range *abRounds {
-		var rate, perReq [3]float64
+		var rate, perReq, perReqClient, idleShare [3]float64
 		for _, k := range orders[i%len(orders)] {
 			pid := servers[k].cmd.Process.Pid
-			c0 := procCPU(pid)
+			c0, self0 := procCPU(pid), selfCPU()
+			st0, err := fs.Stat()
+			if err != nil {
+				return err
+			}
 			res, err := closedLoop(servers[k].url+"/predict", m.body, *abClient, round)
 			if err != nil {
 				return err
 			}
-			c1 := procCPU(pid)
+			c1, self1 := procCPU(pid), selfCPU()
+			st1, err := fs.Stat()
+			if err != nil {
+				return err
+			}
+			n := max(1, res.rate*round.Seconds())
 			rate[k] = res.rate
-			perReq[k] = float64((c1 - c0).Microseconds()) / max(1, res.rate*round.Seconds())
+			perReq[k] = float64((c1 - c0).Microseconds()) / n
+			perReqClient[k] = float64((self1 - self0).Microseconds()) / n
+			idleShare[k] = idleBetween(st0.CPUTotal, st1.CPUTotal)
 		}
 		for k := range servers {
 			rates[k], cpu[k] = append(rates[k], rate[k]), append(cpu[k], perReq[k])
+			client[k], idle[k] = append(client[k], perReqClient[k]), append(idle[k], idleShare[k])
 		}
 		aBare, bBare, bA = append(aBare, rate[0]/rate[2]), append(bBare, rate[1]/rate[2]), append(bA, rate[1]/rate[0])
 		cpuAdiff, cpuBdiff = append(cpuAdiff, perReq[0]-perReq[2]), append(cpuBdiff, perReq[1]-perReq[2])
 	}
 	fmt.Printf("== A/B: two builds and the bare server, %s, %d clients, %d rounds of %v each, rotating order ==\n", m.name, *abClient, *abRounds, round)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "server\treq/s (median)\tserver CPU µs/req (median)\t\n")
+	fmt.Fprintf(tw, "server\treq/s (median)\tserver CPU µs/req (median)\tclient CPU µs/req\tmachine idle\t\n")
 	for k := range servers {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t\n", names[k], median(rates[k]), median(cpu[k]))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.1f\t%.1f%%\t\n", names[k], median(rates[k]), median(cpu[k]), median(client[k]), 100*median(idle[k]))
 	}
 	tw.Flush()
 	q := func(xs []float64) string {
@@ -95,4 +115,18 @@ func benchAB(m benchModel) error {
 	fmt.Printf("throughput ÷ bare server, per round: A %s, B %s; B ÷ A %s\n", q(aBare), q(bBare), q(bA))
 	fmt.Printf("server CPU added over the bare server, per round: A %s µs, B %s µs\n", q(cpuAdiff), q(cpuBdiff))
 	return nil
+}
+
+// idleBetween is the share of all CPU time that was idle (or waiting for
+// I/O) between two readings of /proc/stat: with every client in a closed
+// loop, time that neither the server nor the client used.
+func idleBetween(a, b procfs.CPUStat) float64 {
+	total := func(c procfs.CPUStat) float64 {
+		return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Idle + c.Iowait + c.Steal
+	}
+	d := total(b) - total(a)
+	if d <= 0 {
+		return 0
+	}
+	return (b.Idle + b.Iowait - a.Idle - a.Iowait) / d
 }
