@@ -3,6 +3,7 @@ package onnx_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -238,24 +239,34 @@ func TestRunTerminatedByContext(t *testing.T) {
 func TestRunConcurrent(t *testing.T) {
 	d := onnxbuild.RandomMLP(3, 8, []int{16}, 3)
 	lm := load(t, d.Model("mlp"))
+	concurrently(t, 8, func(g int) error {
+		row := fill(8, func(i int) float32 { return float32(g*i) / 10 })
+		want, _ := d.Predict([][]float32{row})
+		for range 200 {
+			out, err := lm.Runner.Run(context.Background(), map[string]*understudy.Tensor{"input": {DType: understudy.Float32, Shape: []int64{1, 8}, Data: row}})
+			if err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(out["label"].Data, want) {
+				return errors.New("wrong label under concurrency")
+			}
+		}
+		return nil
+	})
+}
+
+// concurrently runs f in n goroutines, numbered from 0, and fails the test
+// with every error they return.
+func concurrently(t *testing.T, n int, f func(g int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
+	errs := make(chan error, n)
+	for g := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			row := fill(8, func(i int) float32 { return float32(g*i) / 10 })
-			want, _ := d.Predict([][]float32{row})
-			for range 200 {
-				out, err := lm.Runner.Run(context.Background(), map[string]*understudy.Tensor{"input": {DType: understudy.Float32, Shape: []int64{1, 8}, Data: row}})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if !reflect.DeepEqual(out["label"].Data, want) {
-					errs <- errors.New("wrong label under concurrency")
-					return
-				}
+			if err := f(g); err != nil {
+				errs <- fmt.Errorf("goroutine %d: %w", g, err)
 			}
 		}()
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/understudy-ml/understudy/pkg/onnx"
@@ -67,30 +66,19 @@ func TestSlotsKeepEveryAnswer(t *testing.T) {
 // answers.
 func TestSlotsConcurrent(t *testing.T) {
 	lm := load(t, onnxbuild.Neg(onnxbuild.Float))
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range 300 {
-				in := negInput(g*1000+k, 1+k%2)
-				out, err := lm.Runner.Run(context.Background(), map[string]*understudy.Tensor{"x": in})
-				if err == nil {
-					err = checkNeg(in, out["y"])
-				}
-				if err != nil {
-					errs <- fmt.Errorf("goroutine %d, run %d: %w", g, k, err)
-					return
-				}
+	concurrently(t, 8, func(g int) error {
+		for k := range 300 {
+			in := negInput(g*1000+k, 1+k%2)
+			out, err := lm.Runner.Run(context.Background(), map[string]*understudy.Tensor{"x": in})
+			if err == nil {
+				err = checkNeg(in, out["y"])
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			if err != nil {
+				return fmt.Errorf("run %d: %w", k, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Ensure inputs whose shapes disagree with each other's batch do not fit a
