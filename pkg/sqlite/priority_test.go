@@ -155,14 +155,18 @@ func TestStarvedShadowThreadIsRaised(t *testing.T) {
 	st := db.ThreadStats()
 	longest := waits[len(waits)-1]
 	t.Logf("%d flushes, p50 %v, max %v; %d commits raised, %d taken back", len(waits), waits[len(waits)/2], longest, st.ShadowCommitsRaised, st.ShadowCommitsTakenBack)
-	// Most commits are taken back before the thread starts them. One it
-	// started and was never raised from held a flush for the rest of the
-	// test, about 2 s; raised, the longest wait was 38–61 ms.
-	if longest > time.Second {
-		t.Errorf("a flush waited %v with the shadow thread starved, want the writer never held up for long", longest)
+	// Most commits are taken back before the thread starts them; the ones
+	// it started and could not finish within the handoff must have been
+	// raised. The flushes' waits alone cannot tell: without the raise the
+	// longest was 0.4–0.8 s here, and with it up to 1.2 s while CI ran
+	// other packages on the same two cores. A thread never raised from a
+	// commit would hold the writer until it got its 0.3% of the CPU, so
+	// the bound below only catches a writer held indefinitely.
+	if st.ShadowCommitsRaised == 0 {
+		t.Errorf("no commit was raised (%d taken back): the thread was starved in none, or the writer never lent it its priority", st.ShadowCommitsTakenBack)
 	}
-	if st.ShadowCommitsRaised+st.ShadowCommitsTakenBack == 0 {
-		t.Errorf("no commit was raised or taken back, so the thread was never starved: the test tests nothing")
+	if longest > 10*time.Second {
+		t.Errorf("a flush waited %v with the shadow thread starved, want the writer never held up for long", longest)
 	}
 }
 
