@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -210,7 +211,7 @@ func (s *Session) execute(ctx context.Context, ins, outs []ort.Value, rows int64
 	var ro *ort.RunOptions
 	if ctx.Done() != nil && rows > s.shortBatch.Load() {
 		if ro, err = s.runOptions(); err != nil {
-			return fmt.Errorf("create run options: %w", err)
+			return setupError{fmt.Errorf("create run options: %w", err)}
 		}
 		fired := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() { ro.Terminate(); close(fired) })
@@ -237,8 +238,16 @@ func (s *Session) execute(ctx context.Context, ins, outs []ort.Value, rows int64
 	return err
 }
 
-// runError says why a run failed: its context ended, or the model failed.
+// setupError is a failure to set a run up, not the model's.
+type setupError struct{ error }
+
+// runError says why a run failed: its context ended, the run could not be
+// set up (an internal error, as execute returns it), or the model failed.
 func (s *Session) runError(ctx context.Context, err error) error {
+	var setup setupError
+	if errors.As(err, &setup) {
+		return setup.error
+	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("run terminated: %w", ctxErr)
 	}
