@@ -14,3 +14,6 @@ func IdleSlots(r understudy.Runner, rows int) int {
 	}
 	return len(s.slots[rows-1])
 }
+
+// Presizing reports whether r still sizes outputs before its runs.
+func Presizing(r understudy.Runner) bool { return r.(*Session).presize.Load() }

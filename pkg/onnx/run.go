@@ -127,6 +127,12 @@ func (s *Session) Close() error {
 // after them instead.
 func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor) (_ map[string]*understudy.Tensor, err error) {
 	var batch int64 = -1
+	// ragged says that inputs declared with a dynamic first dimension came
+	// with different ones: the batch then tells no output's size, and this
+	// run neither presizes nor uses a slot. Without this, one such request
+	// to a model whose inputs are independent turned presizing off for
+	// good.
+	ragged := false
 	for _, info := range s.sig.Inputs {
 		t, ok := inputs[info.Name]
 		if !ok {
@@ -137,8 +143,12 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 		}
 		// The batch is the first dimension of an input that declares it
 		// dynamic; a fixed first dimension says nothing about the rows.
-		if batch < 0 && len(info.Dims) > 0 && info.Dims[0] < 0 && len(t.Shape) > 0 {
-			batch = t.Shape[0]
+		if len(info.Dims) > 0 && info.Dims[0] < 0 && len(t.Shape) > 0 {
+			if batch < 0 {
+				batch = t.Shape[0]
+			} else if t.Shape[0] != batch {
+				ragged = true
+			}
 		}
 	}
 	if ctx.Done() != nil {
@@ -148,7 +158,8 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 	}
 	// The rows of this run, for the measure of short runs.
 	rows := max(batch, 1)
-	if sl := s.takeSlot(inputs, batch); sl != nil {
+	presize := s.presize.Load() && !ragged
+	if sl := s.takeSlot(inputs, batch, presize); sl != nil {
 		if result, err, ok := s.runSlot(ctx, sl, inputs, rows); ok {
 			return result, err
 		}
@@ -174,7 +185,7 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 			return nil, fmt.Errorf("input %q: %w", info.Name, err)
 		}
 	}
-	presized, err := s.allocateOutputs(outs, batch, s.presize.Load())
+	presized, err := s.allocateOutputs(outs, batch, presize)
 	if err != nil {
 		return nil, err
 	}

@@ -67,10 +67,10 @@ func slotRows(sig understudy.Signature) int64 {
 
 // takeSlot returns a slot whose input shapes are those of inputs, or nil
 // when the run must create its own values: the session does not use slots,
-// outputs are not presized (any more), or the batch or a shape does not fit.
-func (s *Session) takeSlot(inputs map[string]*understudy.Tensor, batch int64) *slot {
+// this run's outputs are not presized, or the batch or a shape does not fit.
+func (s *Session) takeSlot(inputs map[string]*understudy.Tensor, batch int64, presize bool) *slot {
 	rows := max(batch, 1)
-	if rows > int64(len(s.slots)) || !s.presize.Load() {
+	if rows > int64(len(s.slots)) || !presize {
 		return nil
 	}
 	var sl *slot

@@ -81,12 +81,20 @@ func TestSlotsConcurrent(t *testing.T) {
 	})
 }
 
-// Ensure inputs whose shapes disagree with each other's batch do not fit a
-// slot: the run goes to ONNX Runtime as given, which answers each output at
-// its own input's batch, and the next run is right too.
+// Ensure inputs whose batches disagree neither fit a slot nor presize: the
+// run goes to ONNX Runtime as given, which answers each output at its own
+// input's batch, and the runs after it are right and still use slots.
 func TestSlotsRefuseMismatchedShapes(t *testing.T) {
-	lm := load(t, onnxbuild.MultiIO())
-	for _, in := range []map[string]*understudy.Tensor{{
+	lm := load(t, &onnxbuild.Model{Graph: onnxbuild.Graph{
+		Name: "independent",
+		Nodes: []onnxbuild.Node{
+			{Name: "y", OpType: "Neg", Inputs: []string{"a"}, Outputs: []string{"y"}},
+			{Name: "z", OpType: "Neg", Inputs: []string{"b"}, Outputs: []string{"z"}},
+		},
+		Inputs:  []onnxbuild.ValueInfo{{Name: "a", DType: onnxbuild.Float, Dims: []int64{-1, 3}}, {Name: "b", DType: onnxbuild.Int64, Dims: []int64{-1, 2}}},
+		Outputs: []onnxbuild.ValueInfo{{Name: "y", DType: onnxbuild.Float, Dims: []int64{-1, 3}}, {Name: "z", DType: onnxbuild.Int64, Dims: []int64{-1, 2}}},
+	}})
+	for k, in := range []map[string]*understudy.Tensor{{
 		"a": {DType: understudy.Float32, Shape: []int64{1, 3}, Data: []float32{1, 2, 3}},
 		"b": {DType: understudy.Int64, Shape: []int64{2, 2}, Data: []int64{1, 2, 3, 4}},
 	}, {
@@ -95,19 +103,25 @@ func TestSlotsRefuseMismatchedShapes(t *testing.T) {
 	}} {
 		out := run(t, lm, in)
 		a, b := in["a"].Data.([]float32), in["b"].Data.([]int64)
-		var wantSum []float32
+		var wantY []float32
 		for _, v := range a {
-			wantSum = append(wantSum, 2*v)
+			wantY = append(wantY, -v)
 		}
-		var wantB []int64
+		var wantZ []int64
 		for _, v := range b {
-			wantB = append(wantB, 2*v)
+			wantZ = append(wantZ, -v)
 		}
-		if got := out["sum"]; !slices.Equal(got.Data.([]float32), wantSum) || !slices.Equal(got.Shape, in["a"].Shape) {
-			t.Errorf("a %v: sum = %v %v, want %v %v", a, got.Shape, got.Data, in["a"].Shape, wantSum)
+		if got := out["y"]; !slices.Equal(got.Data.([]float32), wantY) || !slices.Equal(got.Shape, in["a"].Shape) {
+			t.Errorf("request %d: y = %v %v, want %v %v", k, got.Shape, got.Data, in["a"].Shape, wantY)
 		}
-		if got := out["b_doubled"]; !slices.Equal(got.Data.([]int64), wantB) || !slices.Equal(got.Shape, in["b"].Shape) {
-			t.Errorf("b %v: b_doubled = %v %v, want %v %v", b, got.Shape, got.Data, in["b"].Shape, wantB)
+		if got := out["z"]; !slices.Equal(got.Data.([]int64), wantZ) || !slices.Equal(got.Shape, in["b"].Shape) {
+			t.Errorf("request %d: z = %v %v, want %v %v", k, got.Shape, got.Data, in["b"].Shape, wantZ)
 		}
+	}
+	// The request with two batches did not turn presizing, and so slots,
+	// off for the requests after it; the second request used a slot.
+	if !onnx.Presizing(lm.Runner) || onnx.IdleSlots(lm.Runner, 1) != 1 {
+		t.Errorf("after one request with inputs of different batches: presizing %v, %d idle slots for 1 row; want on, 1",
+			onnx.Presizing(lm.Runner), onnx.IdleSlots(lm.Runner, 1))
 	}
 }
