@@ -12,7 +12,22 @@ import (
 
 // This file converts domain tensors to ONNX Runtime values and back.
 
+// toValue makes an ONNX Runtime value over t's memory; nil on error.
 func toValue(t *understudy.Tensor) (ort.Value, error) {
+	return noTypedNil(newValue(t))
+}
+
+// noTypedNil returns a nil Value with an error. The binding's constructors
+// return a nil pointer, which as a Value is not nil: a caller that destroys
+// every non-nil value on its way out would call Destroy on it and panic.
+func noTypedNil(v ort.Value, err error) (ort.Value, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func newValue(t *understudy.Tensor) (ort.Value, error) {
 	shape := ort.NewShape(t.Shape...)
 	if len(t.Shape) == 0 {
 		return scalarValue(t)

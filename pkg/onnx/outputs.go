@@ -85,6 +85,10 @@ func presizable(sig understudy.Signature) bool {
 // emptyValue allocates a zeroed value in Go memory for ORT to write into: a
 // scalar for an empty shape, else a tensor.
 func emptyValue(dt understudy.DType, shape ort.Shape) (ort.Value, error) {
+	return noTypedNil(newEmptyValue(dt, shape))
+}
+
+func newEmptyValue(dt understudy.DType, shape ort.Shape) (ort.Value, error) {
 	switch dt {
 	case understudy.Float32:
 		return empty[float32](shape)

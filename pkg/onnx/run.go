@@ -160,7 +160,7 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 	rows := max(batch, 1)
 	presize := s.presize.Load() && !ragged
 	if sl := s.takeSlot(inputs, batch, presize); sl != nil {
-		if result, err, ok := s.runSlot(ctx, sl, inputs, rows); ok {
+		if result, err := s.runSlot(ctx, sl, inputs, rows); !errors.Is(err, errNoFit) {
 			return result, err
 		}
 	}

@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -92,42 +93,35 @@ func (s *Session) takeSlot(inputs map[string]*understudy.Tensor, batch int64, pr
 }
 
 func (s *Session) newSlot(batch int64) (*slot, error) {
-	sl := &slot{
-		ins:      make([]ort.Value, len(s.sig.Inputs)),
-		outs:     make([]ort.Value, len(s.sig.Outputs)),
-		inShapes: make([][]int64, len(s.sig.Inputs)),
+	sl := &slot{}
+	var err error
+	if sl.ins, sl.inShapes, err = slotValues(s.sig.Inputs, batch); err == nil {
+		sl.outs, _, err = slotValues(s.sig.Outputs, batch)
 	}
-	for i, info := range s.sig.Inputs {
-		shape, _ := outputShape(info.Dims, batch)
-		if shape == nil {
-			sl.destroy()
-			return nil, errNoShape
-		}
-		sl.inShapes[i] = shape
-		v, err := emptyValue(info.DType, shape)
-		if err != nil {
-			sl.destroy()
-			return nil, err
-		}
-		sl.ins[i] = v
-	}
-	for i, info := range s.sig.Outputs {
-		shape, _ := outputShape(info.Dims, batch)
-		if shape == nil {
-			sl.destroy()
-			return nil, errNoShape
-		}
-		v, err := emptyValue(info.DType, shape)
-		if err != nil {
-			sl.destroy()
-			return nil, err
-		}
-		sl.outs[i] = v
+	if err != nil {
+		sl.destroy()
+		return nil, err
 	}
 	return sl, nil
 }
 
-var errNoShape = understudy.Errorf(understudy.EINTERNAL, "no shape for a slot")
+// slotValues allocates one value per tensor, shaped from its dims with the
+// batch for a dynamic first dimension; on error, those made so far are in
+// values for the caller to destroy.
+func slotValues(infos []understudy.TensorInfo, batch int64) (values []ort.Value, shapes [][]int64, err error) {
+	for _, info := range infos {
+		shape, ok := outputShape(info.Dims, batch)
+		if !ok {
+			return values, nil, fmt.Errorf("%q: no shape at batch %d", info.Name, batch)
+		}
+		v, err := emptyValue(info.DType, shape)
+		if err != nil {
+			return values, nil, err
+		}
+		values, shapes = append(values, v), append(shapes, shape)
+	}
+	return values, shapes, nil
+}
 
 // putSlot keeps sl for the next run of its batch size, or releases it.
 func (s *Session) putSlot(sl *slot, rows int64) {
@@ -151,23 +145,27 @@ func (sl *slot) destroy() {
 	}
 }
 
-// runSlot runs inputs through sl. ok is false when the run failed because
-// the presized outputs did not fit, which the caller's path without slots
-// cures; sl is released then, and after any other failure, since a failed
-// run may leave its values in any state.
-func (s *Session) runSlot(ctx context.Context, sl *slot, inputs map[string]*understudy.Tensor, rows int64) (_ map[string]*understudy.Tensor, err error, ok bool) {
+// errNoFit says that a run could not go through its slot and must take
+// the path without: data that does not fit the slot's values (the old path
+// reports it as it always did), or presized outputs that did not fit, which
+// that path cures.
+var errNoFit = errors.New("the run does not fit its slot")
+
+// runSlot runs inputs through sl, or returns errNoFit. After a failed run
+// sl is released, since the run may leave its values in any state.
+func (s *Session) runSlot(ctx context.Context, sl *slot, inputs map[string]*understudy.Tensor, rows int64) (map[string]*understudy.Tensor, error) {
 	for i, info := range s.sig.Inputs {
 		if !fill(sl.ins[i], inputs[info.Name].Data) {
-			sl.destroy()
-			return nil, understudy.Errorf(understudy.EINTERNAL, "input %q: %T does not fit its slot", info.Name, inputs[info.Name].Data), true
+			s.putSlot(sl, rows)
+			return nil, errNoFit
 		}
 	}
 	if runErr := s.execute(ctx, sl.ins, sl.outs, rows); runErr != nil {
 		sl.destroy()
 		if ctx.Err() == nil && presizeMismatch(runErr) {
-			return nil, nil, false
+			return nil, errNoFit
 		}
-		return nil, s.runError(ctx, runErr), true
+		return nil, s.runError(ctx, runErr)
 	}
 	result := make(map[string]*understudy.Tensor, len(sl.outs))
 	for i, info := range s.sig.Outputs {
@@ -175,12 +173,12 @@ func (s *Session) runSlot(ctx context.Context, sl *slot, inputs map[string]*unde
 		t := answer(sl.outs[i], info.DType)
 		if t == nil {
 			sl.destroy()
-			return nil, fmt.Errorf("output %q: unexpected value %T", info.Name, sl.outs[i]), true
+			return nil, fmt.Errorf("output %q: unexpected value %T", info.Name, sl.outs[i])
 		}
 		result[info.Name] = t
 	}
 	s.putSlot(sl, rows)
-	return result, nil, true
+	return result, nil
 }
 
 // fill copies data into v, a tensor of the same type and length.

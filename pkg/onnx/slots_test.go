@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/understudy-ml/understudy/pkg/onnx"
@@ -123,5 +124,20 @@ func TestSlotsRefuseMismatchedShapes(t *testing.T) {
 	if !onnx.Presizing(lm.Runner) || onnx.IdleSlots(lm.Runner, 1) != 1 {
 		t.Errorf("after one request with inputs of different batches: presizing %v, %d idle slots for 1 row; want on, 1",
 			onnx.Presizing(lm.Runner), onnx.IdleSlots(lm.Runner, 1))
+	}
+}
+
+// Ensure data that does not fit its shape is refused as it was before
+// slots, naming the input, and leaves the next run right.
+func TestSlotsLeaveMisfitDataToThePathWithout(t *testing.T) {
+	lm := load(t, onnxbuild.Neg(onnxbuild.Float))
+	short := &understudy.Tensor{DType: understudy.Float32, Shape: []int64{1, 3}, Data: []float32{1, 2}}
+	_, err := lm.Runner.Run(context.Background(), map[string]*understudy.Tensor{"x": short})
+	if err == nil || !strings.Contains(err.Error(), `input "x"`) || strings.Contains(err.Error(), "slot") {
+		t.Fatalf("run with 2 values for shape [1 3]: %v; want the error of the path without slots, naming the input", err)
+	}
+	in := negInput(7, 1)
+	if err := checkNeg(in, run(t, lm, map[string]*understudy.Tensor{"x": in})["y"]); err != nil {
+		t.Error(err)
 	}
 }
