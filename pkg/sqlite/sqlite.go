@@ -181,7 +181,7 @@ type DB struct {
 	predScratch                        []predRow            // the writer's: predRows
 	predPtrs                           []*predRow
 	predBuf                            []byte
-	boxes                              boxes // the writer's: encodePred
+	boxes                              boxes // the writer's: predArgs
 	upsertSkip                         *sql.Stmt
 	upsertDrop, insBacklog, delBacklog *sql.Stmt
 	rollup                             rollupStmts

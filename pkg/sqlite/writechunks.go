@@ -120,9 +120,11 @@ func predValues(replica string) string {
 
 // predArgs and shadowArgs give database/sql values it passes on as they
 // are (int64, float64, string, []byte, nil): an int or a sql.Null* type
-// goes through its reflection-based converter, once per parameter.
-func predArgs(args []any, r *predRow) []any {
-	return append(args, r.id, r.timeUS, r.modelArg, r.versionArg, r.inputs, r.inputsSHA256, int64(r.inputsSize), r.outputs, r.latencyUS, r.statusArg, r.err, argInt(r.cpuUS), r.servedByArg)
+// goes through its reflection-based converter, once per parameter. Only
+// the writer's goroutine calls them.
+func (db *DB) predArgs(args []any, r *predRow) []any {
+	b := &db.boxes
+	return append(args, r.id, r.timeUS, b.of(r.model), b.of(r.version), r.inputs, r.inputsSHA256, int64(r.inputsSize), r.outputs, r.latencyUS, b.of(r.status), r.err, argInt(r.cpuUS), b.of(r.servedBy))
 }
 
 func argInt(v sql.NullInt64) any {
@@ -170,7 +172,7 @@ func (db *DB) prepareInserts(ctx context.Context, replica string) error {
 			return fmt.Errorf("prepare: %w", err)
 		}
 	}
-	db.insPreds.args, db.insShadows.args = predArgs, shadowArgs
+	db.insPreds.args, db.insShadows.args = db.predArgs, shadowArgs
 	return nil
 }
 

@@ -31,14 +31,13 @@ type predRow struct {
 	cpuUS        sql.NullInt64
 	servedBy     string // who answered the user: see understudy.ServedBy
 	roll         rollup.Prediction
-	// The arguments of the strings that repeat from row to row, boxed
-	// once by the writer (boxes): database/sql takes every argument as
-	// an interface, and boxing a string allocates.
-	modelArg, versionArg, statusArg, servedByArg any
 }
 
 // boxes keeps the interface values of the last few distinct strings
-// boxed, for the writer's goroutine alone.
+// boxed, for the writer's goroutine alone: database/sql takes every
+// argument as an interface, and boxing a string allocates, so the strings
+// that repeat from row to row (model, version, status, served by) are
+// boxed once.
 type boxes struct {
 	s    [16]string
 	v    [16]any
@@ -139,8 +138,6 @@ func (db *DB) encodePred(r *predRow, buf []byte, p *understudy.Prediction) []byt
 		r.outputs = buf[o:len(buf):len(buf)]
 	}
 	r.roll = rollup.PredictionOf(p, r.timeUS)
-	r.modelArg, r.versionArg = db.boxes.of(r.model), db.boxes.of(r.version)
-	r.statusArg, r.servedByArg = db.boxes.of(r.status), db.boxes.of(r.servedBy)
 	return buf
 }
 
