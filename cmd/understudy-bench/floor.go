@@ -161,10 +161,11 @@ func startFloor(model []byte, extra ...string) (*server, error) {
 // answers floorFixedAnswer without running the model.
 const floorNoModelPath = "/predict-no-model"
 
-// floorFixedAnswer is a prediction of the size Understudy answers for a
-// small classifier, so that the response write costs about the same.
+// jsonType is the floor's Content-Type, shared as Understudy shares its own.
 var jsonType = []string{"application/json"}
 
+// floorFixedAnswer is a prediction of the size Understudy answers for a
+// small classifier, so that the response write costs about the same.
 var floorFixedAnswer = []byte(`{"id":"0190a6f4-6a1e-7c4b-9d2e-3f5a6b7c8d9e","model":{"name":"primary","version":"0123456789ab"},` +
 	`"outputs":{"label":[2],"probabilities":[[0.01,0.02,0.95,0.02]]},"latency_us":7}` + "\n")
 

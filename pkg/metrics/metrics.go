@@ -222,9 +222,7 @@ func (m *Metrics) Run(model, version, role, status string, d time.Duration) {
 		return
 	}
 	m.requests.WithLabelValues(model, version, role, status).Inc()
-	if status != "ok" {
-		m.errors.WithLabelValues(model, version, role).Inc()
-	}
+	m.errors.WithLabelValues(model, version, role).Inc()
 	if status == "timeout" {
 		m.timeouts.WithLabelValues(model, version, role).Inc()
 	}
