@@ -29,7 +29,7 @@ type Service struct {
 	// arrived and ended count requests as Begin and its end see them;
 	// their difference is the requests in flight.
 	arrived, ended atomic.Int64
-	runs           atomic.Int64
+	cpu            cpuSampler
 }
 
 // InFlight returns how many requests are being read or run now, over every
@@ -118,12 +118,10 @@ func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
 	}
 	var stats understudy.RunStats
 	runCtx := ctx
-	// Reading a thread's CPU clock is a system call; every 16th request is
-	// a large enough sample for the report's CPU per inference.
-	if s.runs.Add(1)%16 == 0 {
+	start := time.Now()
+	if s.cpu.take(start) {
 		runCtx = understudy.WithRunStats(ctx, &stats)
 	}
-	start := time.Now()
 	outputs, err := m.Runner.Run(runCtx, inputs)
 	latency := time.Since(start)
 	if c.End != nil {
