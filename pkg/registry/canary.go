@@ -260,8 +260,11 @@ func (r *Registry) AcquireCanary() (understudy.CanaryRoute, bool) {
 			continue
 		}
 		m.canary.seen.Add(1)
-		return understudy.CanaryRoute{Model: &m.ServingModel, Weight: set.Canary.Weight, Timeout: set.Timeout,
-			Release: m.release, Outcome: func(answered bool) { r.canaryOutcome(m, answered) }}, true
+		// The closure captures its own copy: capturing the loop variable
+		// moved it to the heap on every call, with or without a canary.
+		c := m
+		return understudy.CanaryRoute{Model: &c.ServingModel, Weight: set.Canary.Weight, Timeout: set.Timeout,
+			Release: c.release, Outcome: func(answered bool) { r.canaryOutcome(c, answered) }}, true
 	}
 	return understudy.CanaryRoute{}, false
 }
