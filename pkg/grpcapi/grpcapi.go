@@ -261,8 +261,8 @@ func (s *Server) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequest) 
 // clients read only that) or when an output has no typed array (FP16),
 // else in typed contents.
 func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	end := s.Serving.Begin()
-	defer end()
+	flight := s.Serving.Begin()
+	defer flight.End()
 	received := time.Now()
 	id := req.Id
 	if id != "" {
@@ -293,7 +293,7 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	}
 	var names []string
 	ans, err := s.Serving.Infer(ctx, serving.Call{ID: id, Model: req.ModelName, Version: req.ModelVersion, Received: received,
-		BodySize: proto.Size(req), End: end, Key: routingKey(ctx),
+		BodySize: proto.Size(req), Flight: flight, Key: routingKey(ctx),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
 			var err error
 			if names, err = oip.OutputNames(requested, sig); err != nil {

@@ -118,8 +118,8 @@ type inferOutput struct {
 }
 
 func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
-	end := s.Serving.Begin()
-	defer end()
+	flight := s.Serving.Begin()
+	defer flight.End()
 	received := s.Now()
 	name, version, err := modelParams(r)
 	if err != nil {
@@ -156,7 +156,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var names []string
-	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Model: name, Version: version, Received: received, BodySize: len(body), End: end,
+	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Model: name, Version: version, Received: received, BodySize: len(body), Flight: flight,
 		Key: r.Header.Get(keyHeader),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
 			var err error

@@ -235,8 +235,8 @@ func describeInputs(sig *understudy.Signature) string {
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
-	end := s.Serving.Begin()
-	defer end()
+	flight := s.Serving.Begin()
+	defer flight.End()
 	received := s.received(r)
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -257,7 +257,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if s.LogPayloads {
 		s.Log.Debug().Str("request_id", id).RawJSON("body", body).Msg("predict payload")
 	}
-	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Received: received, BodySize: len(body), End: end, Key: r.Header.Get(keyHeader),
+	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Received: received, BodySize: len(body), Flight: flight, Key: r.Header.Get(keyHeader),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) { return decodeInputs(&req, sig) }})
 	if err != nil {
 		s.inferError(w, r, id, err)

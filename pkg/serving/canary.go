@@ -41,9 +41,7 @@ func (s *Service) canary(ctx context.Context, c Call, primary *understudy.Servin
 	cancel()
 	if err == nil {
 		route.Outcome(true)
-		if c.End != nil {
-			c.End()
-		}
+		c.Flight.End()
 		s.notify(&understudy.Prediction{ID: c.ID, Time: c.Received, Model: cm.Name, Version: cm.Version, Signature: &cm.Signature,
 			Inputs: inputs, Outputs: out, Latency: latency, Status: understudy.StatusOK, BodySize: c.BodySize,
 			ServedBy: understudy.ServedCandidate, Canary: cm.Name})
