@@ -345,3 +345,24 @@ func TestRequestIDControlCharacters(t *testing.T) {
 		t.Errorf("header id with a tab: X-Request-Id %q, body id %q; want the same generated id in both", h, out.ID)
 	}
 }
+
+// Ensure a client's request id is honoured however it spells the header's
+// name: the server reads header keys in net/http's canonical form.
+func TestRequestIDHeaderAnyCase(t *testing.T) {
+	_, ts := echoServer(t)
+	for _, name := range []string{"X-Request-Id", "x-request-id", "X-REQUEST-ID"} {
+		req, _ := http.NewRequest("POST", ts.URL+"/predict", strings.NewReader(`{"input": [1]}`))
+		req.Header[name] = []string{"client-id-7"} // sent as spelled, not canonicalized
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out struct{ ID string }
+		json.Unmarshal(body, &out)
+		if h := resp.Header.Get("X-Request-Id"); resp.StatusCode != 200 || h != "client-id-7" || out.ID != h {
+			t.Errorf("header %s: status %d, X-Request-Id %q, body id %q; want client-id-7 in both", name, resp.StatusCode, h, out.ID)
+		}
+	}
+}

@@ -157,7 +157,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 	}
 	var names []string
 	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Model: name, Version: version, Received: received, BodySize: len(body), Flight: flight,
-		Key: r.Header.Get(keyHeader),
+		Key: headerValue(r.Header, keyHeader),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) {
 			var err error
 			if names, err = oip.OutputNames(outs.names, sig); err != nil {

@@ -257,7 +257,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if s.LogPayloads {
 		s.Log.Debug().Str("request_id", id).RawJSON("body", body).Msg("predict payload")
 	}
-	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Received: received, BodySize: len(body), Flight: flight, Key: r.Header.Get(keyHeader),
+	ans, err := s.Serving.Infer(r.Context(), serving.Call{ID: id, Received: received, BodySize: len(body), Flight: flight, Key: headerValue(r.Header, keyHeader),
 		Decode: func(sig *understudy.Signature) (map[string]*understudy.Tensor, error) { return decodeInputs(&req, sig) }})
 	if err != nil {
 		s.inferError(w, r, id, err)
