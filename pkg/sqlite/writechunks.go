@@ -44,30 +44,28 @@ const (
 // inserter writes rows of one table: chunk for chunkRows at a time, one
 // for the rest and for the rows of a chunk that failed on a row.
 type inserter[R any] struct {
-	chunk, one *sql.Stmt
-	args       func([]any, R) []any
+	chunk *rawStmt // writeraw.go
+	one   *sql.Stmt
+	args  func([]any, R) []any
 }
 
 // insert writes rows and calls done with each row's outcome, in order, as
 // if each had been inserted alone. It fails only when the batch cannot go
 // on (done's error, or anything other than a refused row).
-func (ins inserter[R]) insert(ctx context.Context, tx *sql.Tx, rows []R, buf *[]any, done func(R, outcome, error) error) error {
-	var chunk, one *sql.Stmt
+//
+// tx must be open on conn: the chunks go straight to the driver's
+// connection, the rows one by one through tx.
+func (ins inserter[R]) insert(ctx context.Context, conn *sql.Conn, tx *sql.Tx, rows []R, buf *[]any, done func(R, outcome, error) error) error {
+	var one *sql.Stmt
 	args := (*buf)[:0]
 	defer func() { clear(args); *buf = args[:0] }()
 	for len(rows) > 0 {
 		if len(rows) >= chunkRows {
-			if chunk == nil {
-				chunk = tx.StmtContext(ctx, ins.chunk)
-			}
 			args = args[:0]
 			for _, r := range rows[:chunkRows] {
 				args = ins.args(args, r)
 			}
-			res, err := chunk.QueryContext(ctx, args...)
-			if err == nil {
-				err = res.Close()
-			}
+			err := ins.chunk.query(conn, args)
 			if err == nil {
 				for _, r := range rows[:chunkRows] {
 					if err := done(r, written, nil); err != nil {
@@ -158,14 +156,16 @@ func shadowArgs(args []any, r *shadowRow) []any {
 
 // prepareInserts prepares the row and chunk statements of both tables.
 func (db *DB) prepareInserts(ctx context.Context, replica string) error {
+	// The chunk statements are prepared on first use, on the connection
+	// they run on.
+	db.insPreds.chunk = &rawStmt{sql: chunkSQL(predHead, predValues(replica))}
+	db.insShadows.chunk = &rawStmt{sql: chunkSQL(shadowHead, shadowValues(replica))}
 	for _, s := range []struct {
 		stmt **sql.Stmt
 		sql  string
 	}{
 		{&db.insPreds.one, insertSQL(predHead, predValues(replica), "request_id")},
-		{&db.insPreds.chunk, chunkSQL(predHead, predValues(replica))},
 		{&db.insShadows.one, insertSQL(shadowHead, shadowValues(replica), "request_id, shadow, version")},
-		{&db.insShadows.chunk, chunkSQL(shadowHead, shadowValues(replica))},
 	} {
 		var err error
 		if *s.stmt, err = db.write.PrepareContext(ctx, s.sql); err != nil {
@@ -178,10 +178,11 @@ func (db *DB) prepareInserts(ctx context.Context, replica string) error {
 
 func (ins inserter[R]) close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{ins.chunk, ins.one} {
-		if s != nil {
-			errs = append(errs, s.Close())
-		}
+	if ins.chunk != nil {
+		errs = append(errs, ins.chunk.close())
+	}
+	if ins.one != nil {
+		errs = append(errs, ins.one.Close())
 	}
 	return errors.Join(errs...)
 }

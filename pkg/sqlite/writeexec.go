@@ -48,7 +48,14 @@ func rowError(err error) bool {
 
 func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 	ctx := context.Background()
-	tx, err := db.write.BeginTx(ctx, nil)
+	// A connection of its own for the transaction, so that the chunk
+	// inserts can reach the driver's connection under it (writeraw.go).
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -77,7 +84,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 		return o == written
 	}
 	ru := rollup.NewBatch(db.opts.Replica)
-	err = db.insPreds.insert(ctx, tx, db.predRows(b.preds), &db.rowArgs, func(r *predRow, o outcome, err error) error {
+	err = db.insPreds.insert(ctx, conn, tx, db.predRows(b.preds), &db.rowArgs, func(r *predRow, o outcome, err error) error {
 		if tally(&n.preds, o, "predictions", r.id, err) {
 			ru.AddPrediction(&r.roll)
 		}
@@ -87,7 +94,7 @@ func (db *DB) exec(b *batch, n *batchCounts) (err error) {
 		return fmt.Errorf("insert predictions: %w", err)
 	}
 	var del *sql.Stmt
-	err = db.insShadows.insert(ctx, tx, b.shadows, &db.rowArgs, func(r *shadowRow, o outcome, err error) error {
+	err = db.insShadows.insert(ctx, conn, tx, b.shadows, &db.rowArgs, func(r *shadowRow, o outcome, err error) error {
 		if tally(&n.shadows, o, "shadow_results", r.id, err) {
 			ru.AddShadow(&r.roll)
 		}
