@@ -48,19 +48,34 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	// A deadline for the body only, not the server's ReadTimeout: it is
-	// lifted once the body is in, so a long run afterwards is never cut
-	// short. After a failed read it stays, so that net/http's attempt to
-	// drain the rest of the body before answering fails fast too. Writers
-	// that cannot set deadlines (tests' recorders) simply go without.
-	rc := http.NewResponseController(w)
-	deadline := rc.SetReadDeadline(time.Now().Add(timeout)) == nil
+	if r.ContentLength == 0 {
+		// No body (http.NoBody): nothing to wait for. A deadline set now
+		// would be the one net/http's watch for the client going away
+		// already reads under, and would end it, and the request's
+		// context, after the timeout.
+		return []byte{}, nil
+	}
+	// A deadline for the body only, tighter than the server's ReadTimeout.
+	// net/http lifts it when a read reaches the body's end, as it starts
+	// watching the connection for the client going away, so a long run
+	// afterwards is never cut short. After a failed read it stays, so that
+	// net/http's attempt to drain the rest of the body before answering
+	// fails fast too. Writers that cannot set deadlines (tests' recorders)
+	// simply go without.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
 	var body []byte
 	var err error
 	if n := r.ContentLength; n > 0 {
 		// net/http's body reader stops at the declared length, checked
 		// against max above.
 		body, err = readDeclared(r.Body, n)
+		if err == nil {
+			// Reach the end, if the last read did not report it: that
+			// is what lifts the deadline, at no cost, where lifting it
+			// here cost as much as setting it.
+			var none [0]byte
+			_, _ = r.Body.Read(none[:])
+		}
 	} else {
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	}
@@ -77,9 +92,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 			return nil, understudy.Errorf(understudy.EINVALID, "the request body did not arrive within %v: %s came in time; send the whole body without pauses", timeout, got)
 		}
 		return nil, understudy.Errorf(understudy.EINVALID, "could not read the request body: %v", err)
-	}
-	if deadline {
-		_ = rc.SetReadDeadline(time.Time{})
 	}
 	return body, nil
 }
