@@ -151,10 +151,10 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 			}
 		}
 	}
-	if ctx.Done() != nil {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("run not started: %w", err)
-		}
+	// Err, not Done: a request's context makes its Done channel on the
+	// first call, an allocation per request for runs that never wait on it.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("run not started: %w", err)
 	}
 	// The rows of this run, for the measure of short runs.
 	rows := max(batch, 1)
@@ -220,7 +220,7 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 // how long it took. The error is ONNX Runtime's or ctx's, unwrapped.
 func (s *Session) execute(ctx context.Context, ins, outs []ort.Value, rows int64) (err error) {
 	var ro *ort.RunOptions
-	if ctx.Done() != nil && rows > s.shortBatch.Load() {
+	if rows > s.shortBatch.Load() && ctx.Done() != nil {
 		if ro, err = s.runOptions(); err != nil {
 			return setupError{fmt.Errorf("create run options: %w", err)}
 		}
@@ -242,7 +242,7 @@ func (s *Session) execute(ctx context.Context, ins, outs []ort.Value, rows int64
 	start := time.Now()
 	err = s.run(ctx, ins, outs, ro)
 	s.observe(rows, time.Since(start))
-	if err == nil && ro == nil && ctx.Done() != nil && ctx.Err() != nil {
+	if err == nil && ro == nil && ctx.Err() != nil {
 		// A short run without the plumbing: the context ended while it ran.
 		err = ctx.Err()
 	}

@@ -53,3 +53,46 @@ func TestShortRunsSkipCancellation(t *testing.T) {
 		t.Errorf("after a long run, runs of up to %d rows still skip the plumbing; want 0", got)
 	}
 }
+
+// doneCounter counts the calls for a context's Done channel, which a
+// request's context makes, an allocation, on the first call.
+type doneCounter struct {
+	context.Context
+	calls int
+}
+
+func (c *doneCounter) Done() <-chan struct{} {
+	c.calls++
+	return c.Context.Done()
+}
+
+// Ensure a short run never asks its context for the Done channel: it checks
+// Err before and after instead.
+func TestShortRunsLeaveDoneAlone(t *testing.T) {
+	lm := load(t, onnxbuild.RandomMLP(1, 16, []int{64}, 4).Model("tiny"))
+	in := map[string]*understudy.Tensor{"input": {DType: understudy.Float32, Shape: []int64{1, 16}, Data: make([]float32, 16)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range 500 {
+		if _, err := lm.Runner.Run(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		if onnx.ShortBatch(lm.Runner) > 0 {
+			break
+		}
+	}
+	if onnx.ShortBatch(lm.Runner) == 0 {
+		t.Skip("runs of one row never measured short 16 times in a row (busy machine?)")
+	}
+	c := &doneCounter{Context: ctx}
+	for range 100 {
+		if _, err := lm.Runner.Run(c, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A run over a millisecond, on a busy machine, makes the next 16
+	// terminable, and those do ask; every run asked before.
+	if c.calls > 50 {
+		t.Errorf("100 short runs asked for Done %d times, want (nearly) none", c.calls)
+	}
+}
