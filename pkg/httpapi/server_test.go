@@ -3,10 +3,12 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -107,4 +109,40 @@ func post(tb testing.TB, url, body string) (*http.Response, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp, b
+}
+
+// Ensure concurrent answers never share their bytes: every client gets its
+// own input back, with its own request id, however many answers are being
+// encoded at once. Answers are encoded in pooled buffers.
+func TestConcurrentAnswersKeepTheirOwn(t *testing.T) {
+	_, ts := echoServer(t)
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				// 200 values: long enough to encode that answers being
+				// encoded at once overlap.
+				vals := make([]string, 200)
+				for k := range vals {
+					vals[k] = fmt.Sprint(g*100000 + i*200 + k)
+				}
+				list := strings.Join(vals, ",")
+				id := fmt.Sprintf("client-%d-%d", g, i)
+				resp, body := post(t, ts.URL+"/predict", fmt.Sprintf(`{"id": %q, "input": [%s]}`, id, list))
+				want := fmt.Sprintf(`{"id":%q,"model":{"name":"fake","version":"0"},"outputs":{"y":[%s]}`, id, list)
+				if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want) {
+					errs <- fmt.Sprintf("request %s: %d %s, want %s...", id, resp.StatusCode, body, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }
