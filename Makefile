@@ -6,7 +6,7 @@ export UNDERSTUDY_ORT_LIB := $(ORT_LIB)
 LDFLAGS := -X main.defaultORTLib=$(ORT_LIB)
 ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build run test bench demo models ort clean proto proto-check
+.PHONY: all build run test race bench demo models ort clean proto proto-check
 
 all: build
 
@@ -23,6 +23,12 @@ run: build
 # without PostgreSQL installed its tests skip, unless UNDERSTUDY_REQUIRE_POSTGRES=1.
 test: ort
 	scripts/pg-throwaway.sh -- $(GO) test -count=1 -timeout 20m ./...
+
+# The request path's packages under the race detector: it shares buffers,
+# slots and counters between concurrent requests, and only the detector
+# sees some misuses of them. CI runs it after make test.
+race: ort
+	$(GO) test -race -count=1 -timeout 10m ./pkg/httpapi ./pkg/serving ./pkg/onnx ./pkg/registry
 
 # The store and report sections measure SQLite and PostgreSQL side by side,
 # on a throwaway cluster as the tests use (without PostgreSQL, SQLite alone).
