@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"database/sql"
-	"slices"
 	"time"
 	"unsafe"
 
@@ -115,8 +114,11 @@ func (db *DB) encodePred(r *predRow, buf []byte, p *understudy.Prediction) []byt
 		err:       p.Error,
 		cpuUS:     nullDuration(p.CPU),
 	}
+	// No room made ahead with StoredTensorsSize: buf is the writer's,
+	// reused batch after batch, so it has long had the room, and sizing
+	// walked both maps again, a third of the encoding's cost. A row keeps
+	// its slice of buf even if a later append moves buf elsewhere.
 	start := len(buf)
-	buf = slices.Grow(buf, store.StoredTensorsSize(p.Inputs)+store.StoredTensorsSize(p.Outputs))
 	buf = store.AppendStoredTensors(buf, p.Inputs)
 	stored := buf[start:len(buf):len(buf)]
 	r.inputsSize = len(stored)
