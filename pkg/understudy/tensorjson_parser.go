@@ -103,11 +103,16 @@ func (v *values) data(dt DType) any {
 const maxReserve = 1 << 20
 
 func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
-	t, err := NewTensor(dt, []int64{0}) // zero elements, grown by append
-	if err != nil {
+	if dt.Size() == 0 && dt != String {
 		return nil, Errorf(EINVALID, "input %q: element type %v is not supported", name, dt)
 	}
-	p := &parser{buf: raw, name: name, t: t, leaf: -1}
+	// The tensor's shape and data are the parser's, set at the end. The
+	// shape and the index path start with room for four dimensions each,
+	// in one allocation, instead of growing from nothing: five allocations
+	// fewer for a batch of rows. Past four, append moves them.
+	t := &Tensor{DType: dt}
+	dims := make([]int64, 8)
+	p := &parser{buf: raw, name: name, t: t, leaf: -1, shape: dims[:0:4], idx: dims[4:4:8]}
 	// Every element but the last is followed by a comma, so this is an
 	// upper bound that saves regrowing the slice. Commas inside strings
 	// count too, and nothing has checked the element type yet, so the bound
