@@ -110,8 +110,8 @@ var costRules = []costRule{
 	{stBody, inner, []string{"/pkg/httpapi.(*Server).readBody", "/pkg/httpapi.readDeclared", "^io.Copy"}},
 	{stValidate, inner, []string{"/pkg/understudy.checkShape", "/pkg/understudy.CheckShape", "/pkg/understudy.CheckTensor",
 		"/pkg/understudy.shapeElems", "/pkg/understudy.CheckRequestID", "/pkg/httpapi.checkDepth"}},
-	// handlePredict.func1 is the Decode closure it hands to Infer.
-	{stDecode, inner, []string{"/pkg/httpapi.scanPredict", "/pkg/httpapi.(*scanner).", "/pkg/httpapi.decodeJSON", "/pkg/httpapi.decodeInputs", "/pkg/httpapi.(*Server).handlePredict.func1",
+	// predict.func1 is the Decode closure it hands to Infer.
+	{stDecode, inner, []string{"/pkg/httpapi.scanPredict", "/pkg/httpapi.(*scanner).", "/pkg/httpapi.decodeJSON", "/pkg/httpapi.decodeInputs", "/pkg/httpapi.(*Server).predict.func1",
 		"/pkg/understudy.DecodeTensor", "/pkg/understudy.decodeExplicit", "/pkg/understudy.parseNested", "/pkg/understudy.(*parser).",
 		"/pkg/understudy.(*values).", "/segmentio/encoding/", "/segmentio/asm/"}},
 	{stEncode, inner, []string{"/pkg/understudy.AppendJSON", "/pkg/understudy.appendLevel", "/pkg/understudy.appendFloat",

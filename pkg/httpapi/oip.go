@@ -141,7 +141,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	id, ok := s.bodyID(w, r, req.ID, `"id"`)
+	id, ok := s.bodyID(w, r, req.ID, RequestID(r), `"id"`)
 	if !ok {
 		return
 	}

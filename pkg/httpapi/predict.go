@@ -247,10 +247,17 @@ func describeInputs(sig *understudy.Signature) string {
 	return strings.Join(parts, ", ")
 }
 
+// handlePredict serves POST /predict when it comes through the router:
+// spelled with escapes. The outer handler calls predict directly.
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	s.predict(w, r, RequestID(r), s.received(r))
+}
+
+// predict serves POST /predict. id is the request's id until the body
+// names one, received when the request arrived.
+func (s *Server) predict(w http.ResponseWriter, r *http.Request, id string, received time.Time) {
 	flight := s.Serving.Begin()
 	defer flight.End()
-	received := s.received(r)
 	body, err := s.readBody(w, r)
 	if err != nil {
 		s.error(w, r, err)
@@ -263,7 +270,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id, ok := s.bodyID(w, r, req.ID, `"id"`)
+	id, ok := s.bodyID(w, r, req.ID, id, `"id"`)
 	if !ok {
 		return
 	}
@@ -337,12 +344,12 @@ const (
 	modelHeader = "X-Understudy-Model"
 )
 
-// bodyID returns the request id: the one the body names, checked, else the
-// one the middleware gave. It answers the request itself when the body's id
-// is refused.
-func (s *Server) bodyID(w http.ResponseWriter, r *http.Request, id, what string) (string, bool) {
+// bodyID returns the request id: the one the body names, checked, else
+// given, the one the outer handler gave. It answers the request itself when
+// the body's id is refused.
+func (s *Server) bodyID(w http.ResponseWriter, r *http.Request, id, given, what string) (string, bool) {
 	if id == "" {
-		return RequestID(r), true
+		return given, true
 	}
 	if err := understudy.CheckRequestID(id, what); err != nil {
 		s.error(w, r, err)

@@ -134,7 +134,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Extra != nil {
 		s.Extra(r)
 	}
-	return s.outer(r, s.recoverer(http.HandlerFunc(s.handlePredict)))
+	return s.outer(r)
 }
 
 // allMethods are the methods allowedMethods tries, in the order the Allow
@@ -172,23 +172,16 @@ func RequestID(r *http.Request) string {
 	return id
 }
 
-// request is what the outer handler keeps for one request, in one
-// allocation: the request id (and, in a routed request, chi's route
-// context), reached through the request's context, and the writer that
-// records the status for the access log. Before, the request id middleware
-// and chi each copied the
-// http.Request to add a context value, and chi's response writer wrapper
-// took four allocations of its own.
-type request struct {
-	ctx requestContext
-	w   statusWriter
-}
-
-// routed is a request that goes through the router, with chi's route
-// context (232 bytes) in the same allocation. POST /predict, which skips
-// the router, goes without it.
+// routed is what the outer handler keeps for a request that goes through
+// the router, in one allocation: the request id and chi's route context,
+// both reached through the request's context, and the writer that records
+// the status for the access log. Before, the request id middleware and chi
+// each copied the http.Request to add a context value, and chi's response
+// writer wrapper took four allocations of its own. POST /predict, which
+// skips the router, needs only the writer.
 type routed struct {
-	request
+	ctx  requestContext
+	w    statusWriter
 	rctx chi.Context
 }
 
@@ -252,8 +245,17 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // received returns when the request arrived: the outer handler's clock
 // reading, unless the server's clock is replaced (tests).
 func (s *Server) received(r *http.Request) time.Time {
-	if c, ok := r.Context().(*requestContext); ok && s.realClock {
-		return c.start
+	if c, ok := r.Context().(*requestContext); ok {
+		return s.arrival(c.start)
+	}
+	return s.Now()
+}
+
+// arrival is when a request whose outer handler read the clock at start
+// arrived: start, unless the server's clock is replaced (tests).
+func (s *Server) arrival(start time.Time) time.Time {
+	if s.realClock {
+		return start
 	}
 	return s.Now()
 }
@@ -262,11 +264,12 @@ func (s *Server) received(r *http.Request) time.Time {
 // the router: what the requestID and accessLog middleware did.
 //
 // POST /predict, the route that carries the traffic, goes to predict
-// directly: chi's routing is about 0.8 µs of a 60 µs request on a small
-// model (docs/perf/request-cost.md), and the route has no parameters. Any
-// other method or path, including an escaped spelling of /predict, goes
-// through the router as before.
-func (s *Server) outer(mux *chi.Mux, predict http.Handler) http.Handler {
+// directly, with the id and the time in hand: chi's routing is about 0.8 µs
+// of a 60 µs request on a small model (docs/perf/request-cost.md), the
+// route has no parameters, and a context carrying them would cost a copy of
+// the http.Request (248 bytes). Any other method or path, including an
+// escaped spelling of /predict, goes through the router as before.
+func (s *Server) outer(mux *chi.Mux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// An id that could not be echoed unchanged in the response header
@@ -279,14 +282,12 @@ func (s *Server) outer(mux *chi.Mux, predict http.Handler) http.Handler {
 		}
 		w.Header()["X-Request-Id"] = []string{id}
 		if r.Method == http.MethodPost && r.URL.Path == "/predict" && r.URL.RawPath == "" {
-			q := &request{w: statusWriter{ResponseWriter: w}}
-			q.ctx = requestContext{Context: r.Context(), id: id, start: start}
-			r = r.WithContext(&q.ctx)
-			predict.ServeHTTP(&q.w, r)
-			s.logRequest(r, &q.w, start)
+			sw := &statusWriter{ResponseWriter: w}
+			s.predictRecovered(sw, r, id, start)
+			s.logRequest(r, sw, start)
 			return
 		}
-		q := &routed{request: request{w: statusWriter{ResponseWriter: w}}}
+		q := &routed{w: statusWriter{ResponseWriter: w}}
 		q.rctx.Routes = mux
 		q.ctx = requestContext{Context: r.Context(), id: id, rctx: &q.rctx, start: start}
 		r = r.WithContext(&q.ctx)
@@ -328,17 +329,28 @@ func (s *Server) logRequest(r *http.Request, ww *statusWriter, start time.Time) 
 
 func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
-				s.Log.Error().Str("request_id", RequestID(r)).Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handler panicked")
-				s.error(w, r, errors.New("panic"))
-			}
-		}()
+		defer s.recoverPanic(w, r)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// predictRecovered is predict under the recoverer's guard.
+func (s *Server) predictRecovered(w http.ResponseWriter, r *http.Request, id string, start time.Time) {
+	defer s.recoverPanic(w, r)
+	s.predict(w, r, id, s.arrival(start))
+}
+
+// recoverPanic, deferred, turns a handler's panic into a logged 500. The
+// request id is the response's: the outer handler's, or the body's once
+// the handler read it, as the error answer says.
+func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		s.Log.Error().Str("request_id", headerValue(w.Header(), "X-Request-Id")).Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handler panicked")
+		s.error(w, r, errors.New("panic"))
+	}
 }
 
 // error writes err as JSON with the status from the table. Internal errors

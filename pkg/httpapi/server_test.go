@@ -146,3 +146,30 @@ func TestConcurrentAnswersKeepTheirOwn(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// panicModels panics where the handler acquires the model, outside the
+// run, which the serving layer guards itself.
+type panicModels struct{ fakeModels }
+
+func (panicModels) Acquire(string, string) (*understudy.ServingModel, func(), error) {
+	panic("registry bug")
+}
+
+// Ensure a panic in the handler itself, outside any run, answers 500 with
+// the request id the body named and is logged with it: POST /predict skips
+// the router and its recoverer.
+func TestHandlerPanicRecovered(t *testing.T) {
+	var logs strings.Builder
+	s := &httpapi.Server{Models: panicModels{}, Log: zerolog.New(&logs)}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	resp, body := post(t, ts.URL+"/predict", `{"id": "p-2", "input": [1, 2]}`)
+	var e map[string]string
+	json.Unmarshal(body, &e)
+	if resp.StatusCode != 500 || e["request_id"] != "p-2" || strings.Contains(e["error"], "registry bug") {
+		t.Errorf("%d %s, want 500 with request id p-2 and no internal detail", resp.StatusCode, body)
+	}
+	if l := logs.String(); !strings.Contains(l, "handler panicked") || !strings.Contains(l, `"request_id":"p-2"`) {
+		t.Errorf("panic not logged with the body's request id: %s", l)
+	}
+}
