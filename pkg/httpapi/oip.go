@@ -169,7 +169,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		s.inferError(w, r, id, err)
 		return
 	}
-	buf, bin := encodeInfer(ans, id, oip.Present(names, ans.Outputs), outs)
+	buf, bin := encodeInfer(&ans, id, oip.Present(names, ans.Outputs), outs)
 	h := w.Header()
 	if bin != nil {
 		h[binaryHeader] = []string{strconv.Itoa(len(buf))}

@@ -20,10 +20,10 @@ import (
 // done says the request is answered (or failed for a reason the primary
 // would share: the client went away). When the candidate failed it returns
 // its failed run, for the caller to run the primary and store the pair.
-func (s *Service) canary(ctx context.Context, c Call, primary *understudy.ServingModel, inputs map[string]*understudy.Tensor) (ans *Answer, failure *understudy.ShadowResult, done bool, err error) {
+func (s *Service) canary(ctx context.Context, c Call, primary *understudy.ServingModel, inputs map[string]*understudy.Tensor) (ans Answer, failure *understudy.ShadowResult, done bool, err error) {
 	route, ok := s.Canary()
 	if !ok {
-		return nil, nil, false, nil
+		return Answer{}, nil, false, nil
 	}
 	defer route.Release()
 	key := c.Key
@@ -31,7 +31,7 @@ func (s *Service) canary(ctx context.Context, c Call, primary *understudy.Servin
 		key = c.ID
 	}
 	if understudy.KeyFraction(key) >= route.Weight {
-		return nil, nil, false, nil
+		return Answer{}, nil, false, nil
 	}
 	cm := route.Model
 	runCtx, cancel := context.WithTimeout(ctx, route.Timeout)
@@ -45,12 +45,12 @@ func (s *Service) canary(ctx context.Context, c Call, primary *understudy.Servin
 		s.notify(&understudy.Prediction{ID: c.ID, Time: c.Received, Model: cm.Name, Version: cm.Version, Signature: &cm.Signature,
 			Inputs: inputs, Outputs: out, Latency: latency, Status: understudy.StatusOK, BodySize: c.BodySize,
 			ServedBy: understudy.ServedCandidate, Canary: cm.Name})
-		return &Answer{Model: cm, Outputs: out, Latency: latency, ServedBy: understudy.ServedCandidate}, nil, true, nil
+		return Answer{Model: cm, Outputs: out, Latency: latency, ServedBy: understudy.ServedCandidate}, nil, true, nil
 	}
 	if ctx.Err() != nil {
 		// The client is gone: not the candidate's fault, and nobody reads
 		// the answer.
-		return nil, nil, true, ctx.Err()
+		return Answer{}, nil, true, ctx.Err()
 	}
 	route.Outcome(false)
 	res := &understudy.ShadowResult{RequestID: c.ID, Time: time.Now(), Shadow: cm.Name, Version: cm.Version,
@@ -59,7 +59,7 @@ func (s *Service) canary(ctx context.Context, c Call, primary *understudy.Servin
 	if errors.Is(err, context.DeadlineExceeded) {
 		res.Status, res.Error = understudy.StatusTimeout, fmt.Sprintf("terminated after the %v timeout", route.Timeout)
 	}
-	return nil, res, false, nil
+	return Answer{}, res, false, nil
 }
 
 // guardedRun runs the candidate on the inputs it declares (a shadow may

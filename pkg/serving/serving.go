@@ -105,16 +105,16 @@ type Answer struct {
 // fails on the input is handed over as a failed prediction and returned as
 // the error; a client that went away during the run gets ctx's error, and
 // nothing is stored.
-func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
+func (s *Service) Infer(ctx context.Context, c Call) (Answer, error) {
 	defer c.Flight.End()
 	m, release, err := s.Models.Acquire(c.Model, c.Version)
 	if err != nil {
-		return nil, err
+		return Answer{}, err
 	}
 	defer release()
 	inputs, err := c.Decode(&m.Signature)
 	if err != nil {
-		return nil, err
+		return Answer{}, err
 	}
 	var fb *understudy.ShadowResult
 	if s.Canary != nil && c.Version == "" {
@@ -142,17 +142,17 @@ func (s *Service) Infer(ctx context.Context, c Call) (*Answer, error) {
 	if err != nil {
 		if ctx.Err() != nil {
 			// The client is gone; nobody reads the answer.
-			return nil, ctx.Err()
+			return Answer{}, ctx.Err()
 		}
 		p.Status, p.Error = understudy.StatusError, understudy.ErrorMessage(err)
 		s.notify(p)
-		return nil, err
+		return Answer{}, err
 	}
 	p.Outputs = outputs
 	// Handed over before the client can read the answer: a label sent the
 	// moment the answer arrives must find its prediction.
 	s.notify(p)
-	return &Answer{Model: m, Outputs: outputs, Latency: latency, ServedBy: p.ServedBy}, nil
+	return Answer{Model: m, Outputs: outputs, Latency: latency, ServedBy: p.ServedBy}, nil
 }
 
 func (s *Service) notify(p *understudy.Prediction) {
