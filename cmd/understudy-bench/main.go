@@ -30,13 +30,14 @@ import (
 )
 
 var (
-	binPath  = flag.String("bin", "bin/understudy", "the server binary to measure")
-	ortLib   = flag.String("ort-lib", os.Getenv("UNDERSTUDY_ORT_LIB"), "ONNX Runtime library")
-	duration = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
-	soak     = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
-	model    = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
-	p99Time  = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
-	only     = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,lossless,canary,cost,ab (with -bin-b),store,lifecycle,report,soak (default all)")
+	binPath    = flag.String("bin", "bin/understudy", "the server binary to measure")
+	ortLib     = flag.String("ort-lib", os.Getenv("UNDERSTUDY_ORT_LIB"), "ONNX Runtime library")
+	duration   = flag.Duration("duration", 3*time.Second, "length of each throughput measurement")
+	soak       = flag.Duration("soak", 5*time.Minute, "length of the memory soak (0 skips it)")
+	model      = flag.String("model", "", "run only the models whose name contains this, e.g. demo or mlp (default all)")
+	p99Time    = flag.Duration("p99-time", 4*time.Minute, "length of each fixed-rate latency comparison, both servers together")
+	shadowRate = flag.Float64("shadow-rate", 0, "shadow section: the fixed rate of the p99 comparison in req/s (default half the maximum without shadows); set it to compare builds at one rate")
+	only       = flag.String("only", "", "comma-separated sections to run: serve,oip,shadow,lossless,canary,cost,ab (with -bin-b),store,lifecycle,report,soak (default all)")
 
 	losslessTime = flag.Duration("lossless-time", 90*time.Second, "length of the lossless section's coverage comparison, all its servers together; its backtest and backfill comparisons take half of it each")
 	shedDelays   = flag.String("shed-delays", "5ms,20ms,50ms", "the --shed-delay values the lossless section tries against the old rule")

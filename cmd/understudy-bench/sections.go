@@ -82,8 +82,13 @@ func benchShadows(m benchModel) error {
 	}
 	maxRate := median(without)
 	drops, mirrored := shadowCounts(shadowed.url)
-	// Fixed rate at half the no-shadow maximum.
+	// Fixed rate at half the no-shadow maximum, unless -shadow-rate sets
+	// it: two builds compared at their own half maximum would load their
+	// shadows differently.
 	rate := maxRate / 2
+	if *shadowRate > 0 {
+		rate = *shadowRate
+	}
 	roundsA, roundsB, err := pairedOpenLoop(plain.url, shadowed.url, m.body, rate, *p99Time)
 	if err != nil {
 		return err
