@@ -344,19 +344,27 @@ func TestRequestIDControlCharacters(t *testing.T) {
 		t.Errorf("printable id: status %d, header %q, body %s", resp.StatusCode, resp.Header.Get("X-Request-Id"), body)
 	}
 
-	req, _ := http.NewRequest("POST", ts.URL+"/predict", strings.NewReader(`{"input": [1]}`))
-	req.Header.Set("X-Request-Id", "a\tb")
-	hresp, err := http.DefaultClient.Do(req)
+	if _, h, id := predictWithIDHeader(t, ts.URL, "X-Request-Id", "a\tb"); h == "a\tb" || h == "" || id != h {
+		t.Errorf("header id with a tab: X-Request-Id %q, body id %q; want the same generated id in both", h, id)
+	}
+}
+
+// predictWithIDHeader posts a one-value input with the header name, spelled
+// as given, set to id, and returns the status, the answer's X-Request-Id
+// and the id in its body.
+func predictWithIDHeader(t *testing.T, url, name, id string) (status int, header, bodyID string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/predict", strings.NewReader(`{"input": [1]}`))
+	req.Header[name] = []string{id} // sent as spelled, not canonicalized
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hbody, _ := io.ReadAll(hresp.Body)
-	hresp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	var out struct{ ID string }
-	json.Unmarshal(hbody, &out)
-	if h := hresp.Header.Get("X-Request-Id"); h == "a\tb" || h == "" || out.ID != h {
-		t.Errorf("header id with a tab: X-Request-Id %q, body id %q; want the same generated id in both", h, out.ID)
-	}
+	json.Unmarshal(body, &out)
+	return resp.StatusCode, resp.Header.Get("X-Request-Id"), out.ID
 }
 
 // Ensure a client's request id is honoured however it spells the header's
@@ -364,18 +372,8 @@ func TestRequestIDControlCharacters(t *testing.T) {
 func TestRequestIDHeaderAnyCase(t *testing.T) {
 	_, ts := echoServer(t)
 	for _, name := range []string{"X-Request-Id", "x-request-id", "X-REQUEST-ID"} {
-		req, _ := http.NewRequest("POST", ts.URL+"/predict", strings.NewReader(`{"input": [1]}`))
-		req.Header[name] = []string{"client-id-7"} // sent as spelled, not canonicalized
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		var out struct{ ID string }
-		json.Unmarshal(body, &out)
-		if h := resp.Header.Get("X-Request-Id"); resp.StatusCode != 200 || h != "client-id-7" || out.ID != h {
-			t.Errorf("header %s: status %d, X-Request-Id %q, body id %q; want client-id-7 in both", name, resp.StatusCode, h, out.ID)
+		if status, h, id := predictWithIDHeader(t, ts.URL, name, "client-id-7"); status != 200 || h != "client-id-7" || id != h {
+			t.Errorf("header %s: status %d, X-Request-Id %q, body id %q; want client-id-7 in both", name, status, h, id)
 		}
 	}
 }
