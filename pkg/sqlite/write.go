@@ -118,10 +118,18 @@ func newBatch() *batch { return &batch{skips: map[skipKey]*skipRow{}, drops: map
 
 func (b *batch) rows() int { return len(b.preds) + len(b.shadows) + len(b.defers) + int(b.skipRows) }
 
-// primaryPart is what the writer commits at its own priority: everything
-// but the shadow results.
+// primaryPart is what the writer commits at its own priority: the
+// primary's predictions.
 func (b *batch) primaryPart() *batch {
-	return &batch{preds: b.preds, defers: b.defers, skips: b.skips, drops: b.drops, skipRows: b.skipRows}
+	return &batch{preds: b.preds}
+}
+
+// shadowPart is the rest, committed on the shadow-results thread: shadow
+// results, deferred jobs, skips and drops. The skips go with the deferred
+// jobs: a job that cannot be deferred is counted as a drop in the same
+// transaction.
+func (b *batch) shadowPart() *batch {
+	return &batch{shadows: b.shadows, defers: b.defers, skips: b.skips, drops: b.drops, skipRows: b.skipRows}
 }
 
 func (b *batch) add(it any) {
@@ -246,19 +254,24 @@ func (db *DB) commit(b *batch) {
 		return
 	}
 	// The primary's rows first, at the writer's priority; then the
-	// shadows' and the checkpoint at the thread's. Under contention that
-	// part waits for spare CPU, and rows queue meanwhile instead of
-	// delaying requests.
+	// shadows' rows, the jobs deferred for backfill with their skip and
+	// drop counts, and the checkpoint at the thread's. Under contention
+	// that part waits for spare CPU, and rows queue meanwhile instead of
+	// delaying requests. The deferred jobs are as many as the shed ones,
+	// two thirds of two shadows' jobs at half load on the demo: at the
+	// writer's priority they held the primary's p99 with shadows about a
+	// fifth higher (docs/perf/request-cost.md, "Fourth round").
 	db.commitRows(b.primaryPart())
 	checkpoint := time.Since(db.lastCheckpoint) >= db.opts.CheckpointEvery
 	if checkpoint {
 		db.lastCheckpoint = time.Now()
 	}
-	if len(b.shadows) == 0 && !checkpoint {
+	rest := b.shadowPart()
+	if rest.rows() == 0 && !checkpoint {
 		return
 	}
 	db.low.do(func() {
-		db.commitRows(&batch{shadows: b.shadows})
+		db.commitRows(rest)
 		if checkpoint {
 			db.checkpoint()
 		}
