@@ -3,6 +3,7 @@ package onnx
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -109,40 +110,44 @@ func u16bytes(d []uint16) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), len(d)*2)
 }
 
-func fromValue(v ort.Value, dt understudy.DType) (*understudy.Tensor, error) {
+// fromValue makes a domain tensor of v. With clone its data is a copy,
+// for values whose memory the next run reuses (a slot's); otherwise the
+// tensor shares v's Go memory.
+func fromValue(v ort.Value, dt understudy.DType, clone bool) (*understudy.Tensor, error) {
 	if v == nil {
 		return nil, errors.New("no value")
 	}
+	// GetShape returns a copy (nil for a scalar).
 	shape := []int64(v.GetShape())
 	if shape == nil {
 		shape = []int64{}
 	}
-	t := &understudy.Tensor{DType: dt, Shape: append([]int64(nil), shape...)}
+	t := &understudy.Tensor{DType: dt, Shape: shape}
 	// The slices returned by GetData are Go memory (the binding copies
 	// auto-allocated outputs), so they stay valid after Destroy.
 	switch x := v.(type) {
 	case *ort.Tensor[float32]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[float64]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[int8]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[uint8]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[int16]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[uint16]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[int32]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[int64]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[uint32]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[uint64]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Tensor[bool]:
-		t.Data = x.GetData()
+		t.Data = own(x.GetData(), clone)
 	case *ort.Scalar[float32]:
 		t.Data = []float32{x.GetData()}
 	case *ort.Scalar[float64]:
@@ -183,6 +188,14 @@ func fromValue(v ort.Value, dt understudy.DType) (*understudy.Tensor, error) {
 		return nil, fmt.Errorf("output has shape %v but %d elements", shape, lenOf(t.Data))
 	}
 	return t, nil
+}
+
+// own returns d, or a copy of it with clone.
+func own[T any](d []T, clone bool) []T {
+	if clone {
+		return slices.Clone(d)
+	}
+	return d
 }
 
 func lenOf(d any) int {

@@ -206,7 +206,7 @@ func (s *Session) Run(ctx context.Context, inputs map[string]*understudy.Tensor)
 	}
 	result := make(map[string]*understudy.Tensor, len(outs))
 	for i, info := range s.sig.Outputs {
-		t, err := fromValue(outs[i], info.DType)
+		t, err := fromValue(outs[i], info.DType, false)
 		if err != nil {
 			return nil, fmt.Errorf("output %q: %w", info.Name, err)
 		}

@@ -170,10 +170,10 @@ func (s *Session) runSlot(ctx context.Context, sl *slot, inputs map[string]*unde
 	result := make(map[string]*understudy.Tensor, len(sl.outs))
 	for i, info := range s.sig.Outputs {
 		// The slot's memory is the next run's: the answer gets a copy.
-		t := answer(sl.outs[i], info.DType)
-		if t == nil {
+		t, err := fromValue(sl.outs[i], info.DType, true)
+		if err != nil {
 			sl.destroy()
-			return nil, fmt.Errorf("output %q: unexpected value %T", info.Name, sl.outs[i])
+			return nil, fmt.Errorf("output %q: %w", info.Name, err)
 		}
 		result[info.Name] = t
 	}
@@ -217,38 +217,4 @@ func fillT[T ort.TensorData](v ort.Value, d []T) bool {
 	}
 	copy(t.GetData(), d)
 	return true
-}
-
-// answer copies a numeric output out of a slot; nil if v is not one.
-func answer(v ort.Value, dt understudy.DType) *understudy.Tensor {
-	switch x := v.(type) {
-	case *ort.Tensor[float32]:
-		return answerT(x, dt)
-	case *ort.Tensor[float64]:
-		return answerT(x, dt)
-	case *ort.Tensor[int8]:
-		return answerT(x, dt)
-	case *ort.Tensor[uint8]:
-		return answerT(x, dt)
-	case *ort.Tensor[int16]:
-		return answerT(x, dt)
-	case *ort.Tensor[uint16]:
-		return answerT(x, dt)
-	case *ort.Tensor[int32]:
-		return answerT(x, dt)
-	case *ort.Tensor[int64]:
-		return answerT(x, dt)
-	case *ort.Tensor[uint32]:
-		return answerT(x, dt)
-	case *ort.Tensor[uint64]:
-		return answerT(x, dt)
-	case *ort.Tensor[bool]:
-		return answerT(x, dt)
-	}
-	return nil
-}
-
-func answerT[T ort.TensorData](x *ort.Tensor[T], dt understudy.DType) *understudy.Tensor {
-	// GetShape returns a copy.
-	return &understudy.Tensor{DType: dt, Shape: []int64(x.GetShape()), Data: slices.Clone(x.GetData())}
 }
