@@ -247,8 +247,10 @@ func describeInputs(sig *understudy.Signature) string {
 	return strings.Join(parts, ", ")
 }
 
-// handlePredict serves POST /predict when it comes through the router:
-// spelled with escapes. The outer handler calls predict directly.
+// handlePredict is the router's POST /predict. The outer handler calls
+// predict directly for every POST to that path, so this serves only a
+// caller of the router itself; the route is there for the router's 405
+// and Allow header on other methods.
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	s.predict(w, r, RequestID(r), s.received(r))
 }

@@ -103,7 +103,7 @@ func (v *values) data(dt DType) any {
 const maxReserve = 1 << 20
 
 func parseNested(raw []byte, name string, dt DType) (*Tensor, error) {
-	if dt.Size() == 0 && dt != String {
+	if !dt.Supported() {
 		return nil, Errorf(EINVALID, "input %q: element type %v is not supported", name, dt)
 	}
 	// The tensor's shape and data are the parser's, set at the end. The
