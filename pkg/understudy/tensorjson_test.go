@@ -254,3 +254,12 @@ func TestDecodeTensorReservationBounded(t *testing.T) {
 		t.Errorf("decoding a %d-byte body allocated %d bytes", len(body), got)
 	}
 }
+
+// Ensure a nested array for an element type the server cannot convert is a
+// client error that names the type, never a panic or a tensor.
+func TestDecodeUnsupportedType(t *testing.T) {
+	_, err := understudy.DecodeTensor([]byte(`[1, 2]`), understudy.TensorInfo{Name: "x", DType: understudy.DType(99), Dims: []int64{2}})
+	if understudy.ErrorCode(err) != understudy.EINVALID || !strings.Contains(err.Error(), "dtype(99) is not supported") {
+		t.Errorf("error %v, want EINVALID naming dtype(99)", err)
+	}
+}
