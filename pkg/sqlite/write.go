@@ -258,9 +258,10 @@ func (db *DB) commit(b *batch) {
 	// drop counts, and the checkpoint at the thread's. Under contention
 	// that part waits for spare CPU, and rows queue meanwhile instead of
 	// delaying requests. The deferred jobs are as many as the shed ones,
-	// two thirds of two shadows' jobs at half load on the demo: at the
-	// writer's priority they held the primary's p99 with shadows about a
-	// fifth higher (docs/perf/request-cost.md, "Fourth round").
+	// two thirds of two shadows' jobs at half load on the demo; in the one
+	// clean pair of runs measured, the primary's p99 with shadows was
+	// about a fifth higher with them at the writer's priority
+	// (docs/perf/request-cost.md, "Fourth round").
 	db.commitRows(b.primaryPart())
 	checkpoint := time.Since(db.lastCheckpoint) >= db.opts.CheckpointEvery
 	if checkpoint {
