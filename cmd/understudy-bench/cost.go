@@ -93,9 +93,8 @@ var costRules = []costRule{
 	// or its low-priority thread. The writer's stage is inner, so that the
 	// encoding it calls keeps a stage of its own.
 	{stHandOver, inner, []string{"/pkg/sqlite.(*DB).WritePrediction", "/pkg/sqlite.(*DB).enqueue"}},
-	{stStoreEncode, claims, []string{"/pkg/sqlite.(*DB).encodePred", "/pkg/sqlite.(*DB).predRow", "/pkg/sqlite.EncodeTensors",
-		"/pkg/sqlite.appendTensors", "/pkg/store.EncodeTensors", "/pkg/store.appendTensors", "/pkg/store.AppendStoredTensors",
-		"/pkg/store.StoredTensorsSize", "/pkg/store.InputsDigest"}},
+	{stStoreEncode, claims, []string{"/pkg/sqlite.(*DB).encodePred", "/pkg/sqlite.(*DB).predRows", "/pkg/store.EncodeTensors",
+		"/pkg/store.appendTensors", "/pkg/store.AppendStoredTensors", "/pkg/store.StoredTensorsSize", "/pkg/store.InputsDigest"}},
 	{stStoreWrite, inner, []string{"/pkg/sqlite.", "/pkg/store.", "/pkg/store/", "/mattn/go-sqlite3.", "^database/sql."}},
 	// ONNX Runtime: the binding, the C calls under it (runtime.cgocall),
 	// tensor creation and destruction, run options; and C code on threads
@@ -116,11 +115,11 @@ var costRules = []costRule{
 		"/pkg/understudy.(*values).", "/segmentio/encoding/", "/segmentio/asm/"}},
 	{stEncode, inner, []string{"/pkg/understudy.AppendJSON", "/pkg/understudy.appendLevel", "/pkg/understudy.appendFloat",
 		"/pkg/understudy.appendElem", "/pkg/httpapi.outputNames"}},
-	{stID, inner, []string{"/pkg/httpapi.(*Server).requestID", "/pkg/httpapi.contextWithID", "/pkg/httpapi.RequestID"}},
-	// chi's WrapResponseWriter is there for the access log's status and bytes.
-	{stLog, inner, []string{"/pkg/httpapi.(*Server).accessLog", "/go-chi/chi/v5/middleware."}},
+	{stID, inner, []string{"/pkg/httpapi.RequestID"}},
+	// The status writer is there for the access log's status and bytes.
+	{stLog, inner, []string{"/pkg/httpapi.(*Server).logRequest", "/pkg/httpapi.(*statusWriter)."}},
 	{stRouting, inner, []string{"/go-chi/chi/v5.", "/pkg/httpapi.(*Server).recoverer"}},
-	// What is left of the handler and the service: handlePredict's own
+	// What is left of the handler and the service: predict's own
 	// code (its allocations, headers, the call into Infer), Begin and End,
 	// Acquire and Release, the Prediction; the floor's handler's own code.
 	{stGlue, inner, []string{"/pkg/httpapi.", "/pkg/serving.", "/pkg/registry.", "/pkg/batch.", "/pkg/understudy.", "main.floorServer.func"}},
@@ -159,8 +158,7 @@ func ruleOf(name string) *costRule {
 //     store's encoding is the store's, not output encoding).
 //  2. Else the innermost frame of an inner stage: middleware and handler
 //     frames wrap the stages they call, so the deepest one is the most
-//     specific (validation inside DecodeTensor, decoding inside
-//     handlePredict inside accessLog).
+//     specific (validation inside DecodeTensor, decoding inside predict).
 //  3. Else net/http if any frame is net/http's (or bufio, poll, syscall);
 //     else GC if it is the runtime's background GC; else the scheduler if
 //     every frame is the runtime's; else other.

@@ -7,14 +7,16 @@ import "testing"
 func TestAttribute(t *testing.T) {
 	const (
 		mod     = "github.com/understudy-ml/understudy/pkg/"
-		handler = mod + "httpapi.(*Server).handlePredict"
+		handler = mod + "httpapi.(*Server).predict"
 		infer   = mod + "serving.(*Service).Infer"
 	)
-	// What net/http and the middleware put above every handler.
-	above := []string{mod + "httpapi.(*Server).recoverer.func1", "github.com/go-chi/chi/v5.(*Mux).routeHTTP",
-		mod + "httpapi.(*Server).accessLog-fm.(*Server).accessLog.func1", mod + "httpapi.(*Server).requestID-fm.(*Server).requestID.func1",
-		"github.com/go-chi/chi/v5.(*Mux).ServeHTTP", "net/http.serverHandler.ServeHTTP", "net/http.(*conn).serve", "runtime.goexit"}
+	// What net/http and the outer handler put above POST /predict.
+	outer := mod + "httpapi.(*Server).Handler.(*Server).outer.func5"
+	above := []string{mod + "httpapi.(*Server).predictRecovered", outer,
+		"net/http.HandlerFunc.ServeHTTP", "net/http.serverHandler.ServeHTTP", "net/http.(*conn).serve", "runtime.goexit"}
 	stack := func(frames ...string) []string { return append(frames, above...) }
+	// fromOuter is for the outer handler's own calls: the id, the log line.
+	fromOuter := func(frames ...string) []string { return append(frames, above[1:]...) }
 	for _, c := range []struct {
 		name   string
 		frames []string
@@ -29,22 +31,21 @@ func TestAttribute(t *testing.T) {
 		{"a C call under Run", stack("runtime.cgocall", "github.com/yalue/onnxruntime_go._Cfunc_RunOrtSessionWithOptions",
 			"github.com/yalue/onnxruntime_go.(*DynamicAdvancedSession).RunWithOptions", mod+"onnx.(*Session).run", mod+"onnx.(*Session).Run", infer, handler), stRun},
 		{"AppendJSON in the store's encoding is the store's", stack(mod+"understudy.appendFloat", mod+"understudy.AppendJSON",
-			mod+"sqlite.appendTensors", mod+"sqlite.EncodeTensors", mod+"sqlite.(*DB).predRow", mod+"sqlite.(*DB).WritePrediction",
-			"main.(*Main).onPredict", mod+"serving.(*Service).notify", infer, handler), stStoreEncode},
-		{"sha256 of the inputs", stack("crypto/sha256.Sum256", mod+"sqlite.(*DB).predRow", mod+"sqlite.(*DB).WritePrediction",
-			"main.(*Main).onPredict", infer, handler), stStoreEncode},
+			mod+"store.appendTensors", mod+"store.EncodeTensors", mod+"sqlite.(*DB).encodePred", mod+"sqlite.(*DB).predRows",
+			mod+"sqlite.(*DB).exec", mod+"sqlite.(*DB).commitRows", mod+"sqlite.(*DB).run", "runtime.goexit"), stStoreEncode},
+		{"sha256 of the inputs over the cap", []string{"crypto/sha256.Sum256", mod + "store.InputsDigest", mod + "sqlite.(*DB).encodePred",
+			mod + "sqlite.(*DB).predRows", mod + "sqlite.(*DB).exec", mod + "sqlite.(*DB).run", "runtime.goexit"}, stStoreEncode},
 		{"queueing the row", stack("runtime.chansend", mod+"sqlite.(*DB).enqueue", mod+"sqlite.(*DB).WritePrediction",
 			"main.(*Main).onPredict", infer, handler), stHandOver},
 		{"metrics from onPredict", stack("github.com/prometheus/client_golang/prometheus.(*histogram).Observe", mod+"metrics.(*Metrics).Run",
 			"main.(*Main).onPredict", infer, handler), stMetrics},
 		{"output encoding", stack(mod+"understudy.appendElem", mod+"understudy.AppendJSON", handler), stEncode},
 		{"the handler's own allocation", stack("runtime.mallocgc", "runtime.makeslice", handler), stGlue},
-		{"the response write from the handler goes through the access log's wrapper",
-			stack("net/http.(*response).Write", "github.com/go-chi/chi/v5/middleware.(*basicWriter).Write", handler), stLog},
-		{"the access log line's write", stack("syscall.write", "os.(*File).Write", "github.com/rs/zerolog.(*Event).Msg",
-			mod+"httpapi.(*Server).accessLog-fm.(*Server).accessLog.func1"), stLog},
-		{"a new request id", stack("github.com/google/uuid.NewV7", mod+"serving.NewID",
-			mod+"httpapi.(*Server).requestID-fm.(*Server).requestID.func1")[0:3], stID},
+		{"the response write from the handler goes through the access log's status writer",
+			stack("net/http.(*response).Write", mod+"httpapi.(*statusWriter).Write", handler), stLog},
+		{"the access log line", fromOuter("github.com/rs/zerolog.(*Event).Msg", mod+"httpapi.(*Server).logRequest"), stLog},
+		{"the access log's own code", fromOuter(mod+"httpapi.(*Server).logRequest"), stLog},
+		{"a new request id", fromOuter("github.com/google/uuid.NewV7", mod+"serving.NewID"), stID},
 		{"the body's read deadline", stack("internal/poll.(*FD).SetReadDeadline", "net/http.(*ResponseController).SetReadDeadline",
 			mod+"httpapi.(*Server).readBody", handler), stBody},
 		{"the writer goroutine", []string{"runtime.cgocall", "github.com/mattn/go-sqlite3._Cfunc__sqlite3_step_internal",

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,10 +23,6 @@ type predictRequest struct {
 	ID     string                     `json:"id"`
 	Inputs map[string]json.RawMessage `json:"inputs"`
 	Input  json.RawMessage            `json:"input"`
-}
-
-func contextWithID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey, id)
 }
 
 // initialBodyBuffer is the most readBody allocates before the bytes arrive.
