@@ -44,7 +44,7 @@ func TestAttribute(t *testing.T) {
 		{"the answer's write through the status writer is the handler's, as in the bare server",
 			stack("net/http.(*response).Write", mod+"httpapi.(*statusWriter).Write", handler), stGlue},
 		{"the access log line", fromOuter("github.com/rs/zerolog.(*Event).Msg", mod+"httpapi.(*Server).logRequest"), stLog},
-		{"the access log's own code", fromOuter(mod+"httpapi.(*Server).logRequest"), stLog},
+		{"the access log's own code", fromOuter(mod + "httpapi.(*Server).logRequest"), stLog},
 		{"a new request id", fromOuter("github.com/google/uuid.NewV7", mod+"serving.NewID"), stID},
 		{"the body's read deadline", stack("internal/poll.(*FD).SetReadDeadline", "net/http.(*ResponseController).SetReadDeadline",
 			mod+"httpapi.(*Server).readBody", handler), stBody},
